@@ -1,0 +1,20 @@
+# The README's two commands: `make demo` (set up + the main job) and `make test` (set up + suite).
+.PHONY: demo test setup setup-dev lint bench
+
+demo: setup
+	.venv/bin/stt demo
+
+test: setup-dev
+	.venv/bin/python -m pytest -q
+
+setup:
+	bash scripts/setup.sh
+
+setup-dev:
+	bash scripts/setup.sh dev
+
+lint: setup-dev
+	.venv/bin/ruff check stt tests scripts
+
+bench: setup-dev
+	.venv/bin/python scripts/bench_synth.py

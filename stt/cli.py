@@ -1,0 +1,189 @@
+"""The `stt` command: thin subcommands over the library's functions.
+
+Each job takes Hydra-style ``key=value`` overrides of its ``conf/`` file after its options.
+User errors (:class:`stt.errors.STTError`) print one line and exit 1; nothing else is caught.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from stt.errors import STTError
+
+EPILOG_OVERRIDES = (
+    "Any key of the job's config file can be overridden after the options, Hydra-style: "
+    "key=value, a.b=value, list=[a,b]."
+)
+
+
+def _add_overrides(parser: argparse.ArgumentParser, config_name: str) -> None:
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help=f"overrides of conf/{config_name}.yaml",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stt",
+        description="stt: a WaveNet speech-to-text engine (MFCC -> dilated convolutions -> CTC).",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    synth = sub.add_parser(
+        "synth",
+        help="synthesize a multi-voice, multi-accent speech corpus with espeak-ng and flite",
+        description=(
+            "Synthesize train/dev/test manifests and 16 kHz FLAC audio from sentences of Debian's "
+            "fortunes and wordnet-base, spoken by espeak-ng accents x voice variants and flite "
+            "voices. The test split uses voices never heard in train/dev. Deterministic for a "
+            "seed; rerunning completes an interrupted corpus and skips finished audio."
+        ),
+        epilog=EPILOG_OVERRIDES,
+    )
+    synth.add_argument("out_dir", type=Path, help="output folder (manifests + audio/)")
+    synth.add_argument("--hours", type=float, help="hours of train+dev+test audio (default 1)")
+    synth.add_argument("--seed", type=int, help="random seed (default 1)")
+    synth.add_argument("--workers", type=int, help="parallel workers (default: CPU cores)")
+    synth.add_argument(
+        "--holdout-accent",
+        action="append",
+        dest="holdout_accents",
+        metavar="ACCENT",
+        help="keep this accent out of train/dev/test; write holdout_adapt/holdout_test instead "
+        "(repeatable; e.g. scottish)",
+    )
+    synth.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_overrides(synth, "synth")
+    synth.set_defaults(func=cmd_synth)
+
+    data = sub.add_parser("data", help="manifest tools: validate, import corpora")
+    data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    validate = data_sub.add_parser(
+        "validate",
+        help="check manifests: lines, audio, durations, characters",
+        description=(
+            "Check NeMo-style JSONL manifests: every line well-formed, audio present and "
+            "readable, durations matching the audio, transcripts within the character "
+            "vocabulary. Prints counts, hours, speakers and accents. Exit status 1 if anything "
+            "is wrong."
+        ),
+    )
+    validate.add_argument("manifests", nargs="+", type=Path, metavar="MANIFEST")
+    validate.add_argument("--no-audio", action="store_true", help="skip the audio checks")
+    validate.add_argument(
+        "--tolerance", type=float, default=0.1, help="allowed duration mismatch in s (0.1)"
+    )
+    validate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    validate.set_defaults(func=cmd_validate)
+
+    from stt.data.importers import IMPORTERS
+
+    importer = data_sub.add_parser(
+        "import",
+        help="convert a standard corpus layout into manifests",
+        description=(
+            "Convert a corpus in its standard on-disk layout into NeMo-style JSONL manifests "
+            "(one per split) in OUT. Audio stays where it is unless it must be converted."
+        ),
+    )
+    importer.add_argument("corpus", choices=sorted(IMPORTERS), help="corpus layout")
+    importer.add_argument("src", type=Path, help="the corpus's root folder")
+    importer.add_argument("out", type=Path, help="folder for the manifests")
+    importer.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    importer.set_defaults(func=cmd_import)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the end-to-end demo on the embedded default",
+        description=(
+            "Synthesize a few utterances in several accents, then show their manifest, their "
+            "MFCC features and the validation report."
+        ),
+        epilog=EPILOG_OVERRIDES,
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    _add_overrides(demo, "synth")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.data.synth import SynthConfig, describe, synthesize_corpus
+
+    overrides = [f"out_dir={args.out_dir}"]
+    for key in ("hours", "seed", "workers"):
+        if getattr(args, key) is not None:
+            overrides.append(f"{key}={getattr(args, key)}")
+    if args.holdout_accents:
+        overrides.append(f"holdout_accents=[{','.join(args.holdout_accents)}]")
+    if args.no_progress:
+        overrides.append("progress=false")
+    cfg = to_dataclass(compose("synth", overrides + list(args.overrides)), SynthConfig)
+    summary = synthesize_corpus(cfg)
+    print(describe(summary))
+    return 1 if summary.failed else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from stt.data.validate import validate_manifest
+
+    all_ok = True
+    for manifest in args.manifests:
+        try:
+            report = validate_manifest(
+                manifest,
+                check_audio=not args.no_audio,
+                duration_tolerance=args.tolerance,
+                progress=not args.no_progress,
+            )
+        except STTError as exc:
+            print(f"{exc}", file=sys.stderr)
+            all_ok = False
+            continue
+        print(report.format())
+        all_ok &= report.ok
+    return 0 if all_ok else 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from stt.data.importers import import_corpus
+
+    written = import_corpus(args.corpus, args.src, args.out, progress=not args.no_progress)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from stt.demo import run_demo
+
+    return run_demo(args.out, list(args.overrides))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="stt: %(levelname)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except STTError as exc:
+        print(f"stt: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stt: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

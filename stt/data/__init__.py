@@ -1,0 +1,1 @@
+"""Data: manifests, corpus importers, the synthetic corpus and (later) datasets and samplers."""

@@ -1,0 +1,65 @@
+"""The `stt` command line: help for every subcommand, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SUBCOMMANDS = [[], ["synth"], ["data"], ["data", "validate"], ["data", "import"], ["demo"]]
+
+
+def stt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "stt", *args], capture_output=True, text=True, cwd=cwd, check=False
+    )
+
+
+@pytest.mark.parametrize("words", SUBCOMMANDS, ids=lambda w: " ".join(w) or "stt")
+def test_every_subcommand_explains_itself(words):
+    result = stt(*words, "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: stt")
+    assert len(result.stdout.splitlines()) > 4
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).parent / "stt"
+    assert script.exists(), "pip install -e . should have created the stt console script"
+    result = subprocess.run([str(script), "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0 and "synth" in result.stdout
+
+
+def test_validate_reports_a_bad_line_by_number_and_fails(tmp_path):
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"audio_filepath": "a.wav", "duration": 1, "text": "x"}\n{oops\n')
+    result = stt("data", "validate", "--no-audio", str(manifest))
+    assert result.returncode == 1
+    assert f"{manifest}:2: not valid JSON" in result.stdout
+
+
+def test_validate_of_a_missing_manifest_is_one_line_and_fails(tmp_path):
+    result = stt("data", "validate", str(tmp_path / "none.jsonl"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"{tmp_path / 'none.jsonl'}: manifest not found"
+
+
+def test_import_of_a_missing_folder_is_one_line_and_fails(tmp_path):
+    result = stt("data", "import", "an4", str(tmp_path / "nothing"), str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.startswith("stt: error:") and str(tmp_path / "nothing") in result.stderr
+    assert result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unknown_corpus_is_rejected_with_the_choices(tmp_path):
+    result = stt("data", "import", "timit", str(tmp_path), str(tmp_path))
+    assert result.returncode == 2 and "librispeech" in result.stderr
+
+
+def test_override_without_equals_sign_is_rejected(tmp_path):
+    result = stt("synth", str(tmp_path / "x"), "hours")
+    assert result.returncode == 1
+    assert "not of the form key=value" in result.stderr
