@@ -83,6 +83,26 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     validate.set_defaults(func=cmd_validate)
 
+    split = data_sub.add_parser(
+        "split",
+        help="split a manifest into speaker-disjoint train and dev manifests",
+        description=(
+            "Hold out whole speakers (drawn at random with --seed) as a dev set holding about "
+            "--dev-fraction of the audio. Speakers come from the 'speaker' key, or from the "
+            "first group of --speaker-pattern matched against each audio file name."
+        ),
+    )
+    split.add_argument("manifest", type=Path)
+    split.add_argument("out_dir", type=Path, help="writes train.jsonl and dev.jsonl here")
+    split.add_argument("--dev-fraction", type=float, default=0.1)
+    split.add_argument("--seed", type=int, default=1)
+    split.add_argument(
+        "--speaker-pattern",
+        metavar="REGEX",
+        help=r"e.g. '^([^_]+)_' for AN4's fash_an251.flac, '^\d+_([a-z]+)_' for FSDD",
+    )
+    split.set_defaults(func=cmd_split)
+
     from stt.data.importers import IMPORTERS
 
     importer = data_sub.add_parser(
@@ -98,6 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("out", type=Path, help="folder for the manifests")
     importer.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     importer.set_defaults(func=cmd_import)
+
+    train = sub.add_parser(
+        "train",
+        help="train the WaveNet CTC model until the dev metric plateaus",
+        description=(
+            "Train on NeMo JSONL manifests until the monitored dev metric (trainer.monitor) stops "
+            "improving by trainer.min_delta for trainer.patience evaluations, or max_epochs / "
+            "max_steps / max_time_minutes. Checkpoints run_dir/last.pt and best.pt are written "
+            "atomically; rerunning the same command continues exactly where it stopped "
+            "(trainer.resume=auto). Under `torchrun --nproc_per_node=N stt train ...` it trains "
+            "with PyTorch DDP. Example: stt train model=small "
+            "data.train=[corpus/train.jsonl] data.dev=[corpus/dev.jsonl] run_dir=runs/small"
+        ),
+        epilog=EPILOG_OVERRIDES + " Groups: model=small|base|causal, augment=default|none.",
+    )
+    _add_overrides(train, "train")
+    train.set_defaults(func=cmd_train)
 
     demo = sub.add_parser(
         "demo",
@@ -153,12 +190,44 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
+def cmd_split(args: argparse.Namespace) -> int:
+    from stt.data.manifest import read_manifest
+    from stt.data.split import split_manifest
+
+    train, dev = split_manifest(
+        args.manifest, args.out_dir, args.dev_fraction, args.seed, args.speaker_pattern
+    )
+    for path in (train, dev):
+        utts = read_manifest(path)
+        speakers = {u.speaker for u in utts}
+        hours = sum(u.duration for u in utts) / 3600
+        print(f"{path}: {len(utts)} utterances, {hours:.3f} h, {len(speakers)} speakers")
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from stt.data.importers import import_corpus
 
     written = import_corpus(args.corpus, args.src, args.out, progress=not args.no_progress)
     for path in written:
         print(path)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.training.config import TrainConfig
+    from stt.training.trainer import train
+
+    cfg = to_dataclass(compose("train", list(args.overrides)), TrainConfig)
+    result = train(cfg)
+    print(f"stopped: {result.stop_reason}")
+    for name, figures in result.dev.items():
+        print(
+            f"  {name}: loss {figures['loss']:.3f}  WER {100 * figures['wer']:.2f}%  "
+            f"CER {100 * figures['cer']:.2f}%"
+        )
+    print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt")
     return 0
 
 
@@ -170,7 +239,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come before or after options (`stt synth OUT --hours 1 seed=2`): argparse
+    # leaves the ones after options unparsed, so gather them here.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(a.startswith("-") for a in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="stt: %(levelname)s: %(message)s",

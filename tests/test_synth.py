@@ -183,3 +183,17 @@ def test_bad_override_is_a_one_line_error(tmp_path):
     result = stt("synth", str(tmp_path / "x"), "hours=lots")
     assert result.returncode == 1
     assert result.stderr.startswith("stt: error:") and "hours" in result.stderr
+
+
+def test_a_relative_output_folder_gives_manifests_that_resolve(tmp_path):
+    text = tmp_path / "sentences.txt"
+    text.write_text("\n".join(SENTENCES) + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "stt", "synth", "rel/corpus", "--hours", "0.005", "--no-progress",
+         f"text_files=[{text}]", "use_debian_text=false",
+         "sentence_fractions={dev: 0.2, test: 0.2}"],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = validate_manifest(tmp_path / "rel" / "corpus" / "train.jsonl", progress=False)
+    assert report.ok and report.utterances > 0

@@ -42,7 +42,8 @@ class Utterance:
     def to_json(self, manifest_dir: Path | None = None) -> str:
         """One JSON line; the path goes relative to ``manifest_dir`` when it lies inside it."""
         path = Path(self.audio_filepath)
-        if manifest_dir is not None and path.is_absolute():
+        if manifest_dir is not None:
+            path = path.absolute()  # a relative path built in code is relative to the cwd
             try:
                 path = path.relative_to(Path(manifest_dir).resolve())
             except ValueError:

@@ -1,0 +1,69 @@
+"""Word and character error rates, always through jiwer (the field's reference implementation)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import jiwer
+
+
+@dataclass
+class ErrorCounts:
+    """Edit-distance counts over a set of utterances; rates are derived, so sets can be summed."""
+
+    words: int = 0
+    word_errors: int = 0
+    substitutions: int = 0
+    deletions: int = 0
+    insertions: int = 0
+    chars: int = 0
+    char_errors: int = 0
+    sentences: int = 0
+    sentence_errors: int = 0
+
+    @property
+    def wer(self) -> float:
+        return self.word_errors / max(self.words, 1)
+
+    @property
+    def cer(self) -> float:
+        return self.char_errors / max(self.chars, 1)
+
+    @property
+    def ser(self) -> float:
+        return self.sentence_errors / max(self.sentences, 1)
+
+    def __add__(self, other: ErrorCounts) -> ErrorCounts:
+        return ErrorCounts(
+            *(a + b for a, b in zip(vars(self).values(), vars(other).values(), strict=True))
+        )
+
+
+def error_counts(references: list[str], hypotheses: list[str]) -> ErrorCounts:
+    """Count word and character edits of ``hypotheses`` against ``references`` with jiwer.
+
+    jiwer rejects empty references; an empty reference counts every hypothesis word (and
+    character) as an insertion, which is what the edit distance says.
+    """
+    if len(references) != len(hypotheses):
+        raise ValueError("references and hypotheses differ in length")
+    counts = ErrorCounts(sentences=len(references))
+    pairs = [(r, h) for r, h in zip(references, hypotheses, strict=True) if r.strip()]
+    for ref, hyp in zip(references, hypotheses, strict=True):
+        counts.sentence_errors += ref.split() != hyp.split()
+        if not ref.strip():
+            counts.insertions += len(hyp.split())
+            counts.word_errors += len(hyp.split())
+            counts.char_errors += len(hyp)
+    if pairs:
+        refs, hyps = [p[0] for p in pairs], [p[1] for p in pairs]
+        words = jiwer.process_words(refs, hyps)
+        chars = jiwer.process_characters(refs, hyps)
+        counts.substitutions += words.substitutions
+        counts.deletions += words.deletions
+        counts.insertions += words.insertions
+        counts.word_errors += words.substitutions + words.deletions + words.insertions
+        counts.words += words.substitutions + words.deletions + words.hits
+        counts.char_errors += chars.substitutions + chars.deletions + chars.insertions
+        counts.chars += chars.substitutions + chars.deletions + chars.hits
+    return counts

@@ -1,0 +1,93 @@
+"""Checkpoints: everything needed to resume training exactly, or to transcribe on its own.
+
+A checkpoint is a dict saved with ``torch.save``: the model's weights and config (feature
+settings included), the vocabulary, and, for training checkpoints, optimizer, scheduler, scaler,
+RNG states, epoch/step, sampler position and the full training config. Writes are atomic (temp
+file, fsync, rename) so a machine dying mid-write leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stt.errors import STTError
+from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
+from stt.text import Vocabulary
+
+FORMAT = "stt-checkpoint"
+VERSION = 1
+REQUIRED_KEYS = ("format", "version", "model", "model_config", "vocab")
+
+
+class CheckpointError(STTError):
+    """A checkpoint is missing, corrupt, or does not fit what it is loaded into."""
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` (plus format tags) to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("wb") as handle:
+        torch.save({"format": FORMAT, "version": VERSION, **state}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read and check a checkpoint; any problem is a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an stt checkpoint")
+    if state.get("version", 0) > VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {state['version']} is newer than this stt "
+            f"understands ({VERSION}); upgrade stt"
+        )
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    return state
+
+
+def model_state(model: WaveNetCTC, vocab: Vocabulary) -> dict[str, Any]:
+    """The part of a checkpoint that transcription needs."""
+    return {
+        "model": model.state_dict(),
+        "model_config": asdict(model.config),
+        "vocab": vocab.to_dict(),
+    }
+
+
+def model_from_checkpoint(
+    state: dict[str, Any], path: str | Path = "checkpoint"
+) -> tuple[WaveNetCTC, Vocabulary]:
+    """Rebuild the model (in eval mode) and vocabulary a checkpoint describes."""
+    try:
+        config: ModelConfig = model_config_from_dict(state["model_config"])
+        vocab = Vocabulary.from_dict(state["vocab"])
+        model = WaveNetCTC(config, len(vocab))
+        model.load_state_dict(state["model"])
+    except (TypeError, KeyError, RuntimeError, ValueError, STTError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise CheckpointError(f"{path}: checkpoint does not match its model ({reason})") from None
+    return model.eval(), vocab
+
+
+def load_model(path: str | Path, map_location: str = "cpu") -> tuple[WaveNetCTC, Vocabulary]:
+    """A model and vocabulary from a checkpoint file, ready for inference."""
+    return model_from_checkpoint(load_checkpoint(path, map_location), path)

@@ -1,0 +1,650 @@
+"""`stt train`: one straight training loop, from data to a plateau-stopped checkpoint.
+
+Read it top to bottom: set up (device, process group, seeds), data (manifests -> feasible
+utterances -> bucketed batches), model, optimizer and schedule, resume if asked, then epochs of
+steps with evaluation, checkpoints and the stopping rules. DDP is a few guarded lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from stt.audio import audio_duration
+from stt.data.augment import SpecAugment, WaveformAugment
+from stt.data.dataset import (
+    Batch,
+    ManifestSpec,
+    SpeechDataset,
+    collate,
+    filter_feasible,
+    mix_manifests,
+)
+from stt.data.manifest import Utterance, read_manifest
+from stt.data.sampler import DurationBucketSampler
+from stt.decoding import greedy_decode
+from stt.errors import AudioError, ConfigError
+from stt.metrics import error_counts
+from stt.model import WaveNetCTC
+from stt.text import Vocabulary
+from stt.training import distributed as D
+from stt.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    model_from_checkpoint,
+    model_state,
+    save_checkpoint,
+)
+from stt.training.config import TrainConfig
+from stt.training.metrics_log import MetricsLogger, plot_curves
+from stt.training.schedule import build_scheduler
+from stt.training.stopping import PlateauStopper
+
+log = logging.getLogger("stt.train")
+
+
+@dataclass
+class TrainResult:
+    """How a run ended: why it stopped, where it got to, and its best dev figures."""
+
+    run_dir: str
+    stop_reason: str
+    epoch: int
+    step: int
+    best_metric: float | None
+    dev: dict[str, dict[str, float]] = field(default_factory=dict)
+    dropped_infeasible: int = 0
+    skipped_steps: int = 0
+    rank_weight_fingerprints: list[str] = field(default_factory=list)
+
+
+class _Window:
+    """Loss and audio seconds since the last progress update."""
+
+    def __init__(self) -> None:
+        self.loss_sum, self.n, self.seconds, self.start = 0.0, 0, 0.0, time.monotonic()
+
+    def add(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.n += 1
+
+    @property
+    def mean(self) -> float:
+        return self.loss_sum / max(self.n, 1)
+
+    def elapsed(self) -> float:
+        return max(time.monotonic() - self.start, 1e-9)
+
+
+@dataclass
+class DevSet:
+    name: str
+    loader: DataLoader
+    sampler: DurationBucketSampler
+    seconds: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Set-up helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def pick_device(spec: str, info: D.DistInfo) -> torch.device:
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "cpu"
+    if spec == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device=cuda but no CUDA device is available")
+    if spec == "cuda":
+        spec = f"cuda:{info.local_rank}"
+    return torch.device(spec)
+
+
+def pick_precision(spec: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for plain fp32."""
+    if spec == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if spec not in table:
+        raise ConfigError(f"trainer.precision must be auto, fp32, bf16 or fp16, not {spec!r}")
+    if table[spec] is torch.float16 and device.type != "cuda":
+        raise ConfigError("trainer.precision=fp16 needs CUDA; use bf16 or fp32 on the CPU")
+    return table[spec]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def dev_name(path: str) -> str:
+    """A dev set's name in logs: its folder and file stem, e.g. ``synth/dev``."""
+    p = Path(path)
+    return f"{p.parent.name}/{p.stem}" if p.parent.name else p.stem
+
+
+def make_loader(dataset: SpeechDataset, sampler, workers: int, seed: int) -> DataLoader:
+    # A private generator: creating the loader's iterator must not draw from the global RNG,
+    # or a resumed run's dropout and SpecAugment would see different random numbers.
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=False,
+    )
+
+
+def ctc_loss(log_probs: torch.Tensor, out_lengths: torch.Tensor, batch: Batch) -> torch.Tensor:
+    """Mean per-character CTC loss, always computed in fp32 (outside any autocast)."""
+    with torch.autocast(device_type=log_probs.device.type, enabled=False):
+        return F.ctc_loss(
+            log_probs.float().transpose(0, 1),  # (frames, batch, vocab)
+            batch.targets,
+            out_lengths,
+            batch.target_lengths,
+            blank=0,
+            reduction="mean",
+            zero_infinity=False,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------
+
+
+def build_train_set(
+    cfg: TrainConfig, model: WaveNetCTC, vocab: Vocabulary
+) -> tuple[list[Utterance], int]:
+    """Training utterances after duration limits and the CTC feasibility check."""
+    data = cfg.data
+    if not data.train:
+        raise ConfigError("no training data: set data.train=[path/to/train.jsonl,...]")
+    weights = list(data.train_weights) or [1.0] * len(data.train)
+    if len(weights) != len(data.train):
+        raise ConfigError("data.train_weights must have one weight per data.train manifest")
+    specs = [ManifestSpec(path, weight) for path, weight in zip(data.train, weights, strict=True)]
+    utterances = mix_manifests(specs, cfg.trainer.seed)
+    in_range = [u for u in utterances if data.min_duration <= u.duration <= data.max_duration]
+    if len(in_range) < len(utterances):
+        log.warning(
+            "dropped %d utterance(s) outside %.1f-%.1f s",
+            len(utterances) - len(in_range),
+            data.min_duration,
+            data.max_duration,
+        )
+    in_range = readable_only(in_range)
+    max_speed = max(cfg.augment.speeds) if cfg.augment.speed_perturb else 1.0
+    kept, dropped = filter_feasible(in_range, vocab, lambda s: frames_for(model, s), max_speed)
+    if dropped:
+        log.warning(
+            "dropped %d utterance(s) whose transcript cannot fit the CTC output frames "
+            "(or is empty / outside the vocabulary), e.g. %s",
+            len(dropped),
+            dropped[0].audio_filepath,
+        )
+    if not kept:
+        raise ConfigError("no usable training utterances left after filtering")
+    return kept, len(dropped)
+
+
+def readable_only(utterances: list[Utterance]) -> list[Utterance]:
+    """Drop (with one warning) utterances whose audio is missing or unreadable: a header check
+    of every file before training, so a bad file costs a line in the log, not the run."""
+
+    def ok(utt: Utterance) -> str | None:
+        try:
+            audio_duration(utt.audio_filepath)
+        except AudioError as exc:
+            return str(exc)
+        return None
+
+    with ThreadPoolExecutor(8) as pool:
+        problems = list(pool.map(ok, utterances))
+    bad = [p for p in problems if p]
+    if bad:
+        log.warning("dropped %d utterance(s) with unusable audio, e.g. %s", len(bad), bad[0])
+    return [u for u, p in zip(utterances, problems, strict=True) if p is None]
+
+
+def frames_for(model: WaveNetCTC, seconds: float) -> int:
+    samples = torch.tensor([int(seconds * model.config.features.sample_rate)])
+    return int(model.output_lengths(samples)[0])
+
+
+def build_dev_sets(cfg: TrainConfig, model: WaveNetCTC, vocab: Vocabulary) -> list[DevSet]:
+    dev_sets = []
+    for path in cfg.data.dev:
+        utterances = read_manifest(path)
+        kept, dropped = filter_feasible(utterances, vocab, lambda s: frames_for(model, s), 1.0)
+        if dropped:
+            log.warning(
+                "%s: %d dev utterance(s) cannot be scored by CTC, left out", path, len(dropped)
+            )
+        dataset = SpeechDataset(kept, vocab)
+        sampler = DurationBucketSampler(
+            dataset.durations, cfg.data.max_batch_seconds, shuffle=False, seed=0
+        )
+        loader = make_loader(dataset, sampler, cfg.data.num_workers, cfg.trainer.seed)
+        dev_sets.append(DevSet(dev_name(path), loader, sampler, sum(dataset.durations)))
+    return dev_sets
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: WaveNetCTC,
+    dev_sets: list[DevSet],
+    vocab: Vocabulary,
+    device: torch.device,
+    autocast_dtype: torch.dtype | None,
+) -> dict[str, dict[str, float]]:
+    """Dev loss and greedy WER/CER per dev set (model in eval mode, restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    results: dict[str, dict[str, float]] = {}
+    for dev in dev_sets:
+        loss_sum, n_batches, refs, hyps = 0.0, 0, [], []
+        dev.sampler.set_epoch(0)  # rewind: the sampler remembers how far the last pass got
+        for batch in dev.loader:
+            if not len(batch):  # every file in it became unreadable
+                continue
+            batch = batch.to(device)
+            with torch.autocast(
+                device_type=device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+            ):
+                log_probs, out_lengths = model(batch.waveforms, batch.lengths)
+            loss = ctc_loss(log_probs, out_lengths, batch)
+            if torch.isfinite(loss):
+                loss_sum += loss.item()
+                n_batches += 1
+            refs += batch.texts
+            hyps += greedy_decode(log_probs, out_lengths, vocab)
+        if not refs:
+            raise ConfigError(f"dev set {dev.name} has no utterance that can be scored")
+        counts = error_counts(refs, hyps)
+        results[dev.name] = {
+            "loss": loss_sum / max(n_batches, 1),
+            "wer": counts.wer,
+            "cer": counts.cer,
+        }
+    model.train(was_training)
+    return results
+
+
+def monitored_value(results: dict[str, dict[str, float]], monitor: str) -> float:
+    if monitor not in ("loss", "wer", "cer"):
+        raise ConfigError(f"trainer.monitor must be loss, wer or cer, not {monitor!r}")
+    return float(np.mean([r[monitor] for r in results.values()]))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Train until the dev metric plateaus (or max_epochs / max_steps / max_time)."""
+    info = D.dist_info()
+    device = pick_device(cfg.trainer.device, info)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    D.init_distributed(info, device)
+    try:
+        return _train(cfg, info, device)
+    finally:
+        D.shutdown_distributed()
+
+
+def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainResult:
+    tcfg = cfg.trainer
+    if tcfg.threads:
+        torch.set_num_threads(tcfg.threads)
+    autocast_dtype = pick_precision(tcfg.precision, device)
+    run_dir = Path(cfg.run_dir)
+    seed_everything(tcfg.seed + info.rank)
+    if info.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.structured(cfg), run_dir / "config.yaml")
+    D.barrier()
+
+    # Model (and vocabulary) -------------------------------------------------------------------
+    vocab = Vocabulary.default()
+    model = WaveNetCTC(cfg.model, len(vocab))
+    if cfg.init_from:
+        model, vocab = init_from_checkpoint(cfg, model, vocab)
+    model.to(device)
+    if info.is_main:
+        log.info("model: %s", model.describe())
+
+    # Data -------------------------------------------------------------------------------------
+    train_utts, dropped = build_train_set(cfg, model, vocab)
+    augment = WaveformAugment(cfg.augment)
+    train_set = SpeechDataset(train_utts, vocab, augment=augment, seed=tcfg.seed)
+    sampler = DurationBucketSampler(
+        train_set.durations,
+        cfg.data.max_batch_seconds,
+        shuffle=True,
+        seed=tcfg.seed,
+        num_replicas=info.world_size,
+        rank=info.rank,
+        max_batch_size=cfg.data.max_batch_size,
+    )
+    train_loader = make_loader(train_set, sampler, cfg.data.num_workers, tcfg.seed)
+    dev_sets = build_dev_sets(cfg, model, vocab) if info.is_main else []
+    if info.is_main:
+        log.info(
+            "data: %d training utterances (%.2f h, %d batches/epoch/process), dev sets: %s",
+            len(train_set),
+            sum(train_set.durations) / 3600,
+            len(sampler),
+            ", ".join(d.name for d in dev_sets) or "none",
+        )
+    spec_augment = SpecAugment(cfg.augment).to(device) if cfg.augment.spec_augment else None
+
+    # Optimisation -----------------------------------------------------------------------------
+    optimizer = torch.optim.AdamW(
+        model.parameters(),
+        lr=cfg.optim.lr,
+        betas=tuple(cfg.optim.betas),
+        weight_decay=cfg.optim.weight_decay,
+    )
+    total = cfg.optim.total_steps or tcfg.max_steps
+    scheduler = build_scheduler(
+        optimizer, cfg.optim.schedule, cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
+    stopper = PlateauStopper(tcfg.patience, tcfg.min_delta, "min")
+    ddp_model = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if info.enabled
+        else model
+    )
+
+    # Resume -----------------------------------------------------------------------------------
+    epoch, position, step, skipped_steps = 0, 0, 0, 0
+    last_results: dict[str, dict[str, float]] = {}
+    resume_path = resolve_resume(tcfg.resume, run_dir)
+    if resume_path is not None:
+        state = load_checkpoint(resume_path, map_location="cpu")
+        check_compatible(state, model, vocab, resume_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        stopper.load_state_dict(state["stopper"])
+        epoch, position, step = state["epoch"], state["sampler"]["position"], state["step"]
+        skipped_steps = state.get("skipped_steps", 0)
+        last_results = state.get("dev_results", {})
+        rng = state["rng"]
+        set_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
+        if info.is_main:
+            log.info("resumed from %s at epoch %d, step %d", resume_path, epoch, step)
+
+    def checkpoint_state(finished: bool = False, reason: str = "") -> dict:
+        """Everything to resume at (epoch, position); a collective call under DDP."""
+        rngs = D.gather_objects(rng_state())
+        return {
+            **model_state(model, vocab),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "stopper": stopper.state_dict(),
+            "rng": rngs,
+            "epoch": epoch,
+            "step": step,
+            "sampler": {"epoch": epoch, "position": position},
+            "skipped_steps": skipped_steps,
+            "dev_results": last_results,
+            "config": asdict(cfg),
+            "finished": finished,
+            "stop_reason": reason,
+        }
+
+    metrics = MetricsLogger(run_dir, tcfg.tensorboard) if info.is_main else None
+    started = time.monotonic()
+    stop_reason = ""
+
+    def run_eval_and_checkpoint() -> str:
+        """Evaluate on rank 0, update the plateau rule, save last/best; '' or a stop reason."""
+        nonlocal last_results
+        reason, improved = "", not dev_sets  # without dev sets, the latest model is the best
+        if info.is_main and dev_sets:
+            last_results = evaluate(model, dev_sets, vocab, device, autocast_dtype)
+            improved = stopper.update(monitored_value(last_results, tcfg.monitor))
+            metrics.log(
+                step,
+                epoch,
+                {f"dev/{n}/{k}": v for n, r in last_results.items() for k, v in r.items()},
+            )
+            summary = "  ".join(
+                f"{n}: loss {r['loss']:.3f} WER {100 * r['wer']:.1f}% CER {100 * r['cer']:.1f}%"
+                for n, r in last_results.items()
+            )
+            log.info("epoch %d step %d | %s%s", epoch, step, summary, " (best)" if improved else "")
+            if stopper.should_stop:
+                reason = (
+                    f"plateau: dev {tcfg.monitor} did not improve by {tcfg.min_delta} for "
+                    f"{tcfg.patience} evaluations (best {stopper.best:.4f})"
+                )
+        state_now = checkpoint_state()  # collective under DDP: every rank calls it
+        if info.is_main:
+            save_checkpoint(run_dir / "last.pt", state_now)
+            if improved:
+                save_checkpoint(run_dir / "best.pt", state_now)
+        return D.broadcast_object(reason)
+
+    def train_step(batch: Batch) -> bool:
+        """One optimisation step; False if it was skipped for a non-finite loss or gradient."""
+        batch = batch.to(device)
+        with torch.autocast(
+            device_type=device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+        ):
+            log_probs, out_lengths = ddp_model(batch.waveforms, batch.lengths, spec_augment)
+        loss = ctc_loss(log_probs, out_lengths, batch)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        # Gradients are already averaged across ranks, so every rank takes the same branch.
+        finite = bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
+        if finite:
+            scaler.step(optimizer)
+            window.add(loss.item())
+        else:
+            log.warning("step %d: non-finite loss or gradient, step skipped", step)
+        scaler.update()
+        window.seconds += batch.seconds
+        return finite
+
+    # Epochs -----------------------------------------------------------------------------------
+    # (epoch, position) always name the next batch to train on; checkpoints store exactly that.
+    ddp_model.train()
+    while not stop_reason:
+        # Checked before each epoch too, so a resumed run that already reached a limit (or a
+        # plateau) stops at once, and raising the limit lets it go on.
+        if stopper.should_stop:
+            stop_reason = f"plateau already reached (best dev {tcfg.monitor} {stopper.best:.4f})"
+        elif epoch >= tcfg.max_epochs:
+            stop_reason = f"max_epochs reached ({tcfg.max_epochs})"
+        elif tcfg.max_steps and step >= tcfg.max_steps:
+            stop_reason = f"max_steps reached ({tcfg.max_steps})"
+        if stop_reason:
+            break
+        sampler.set_epoch(epoch)
+        sampler.load_state_dict({"epoch": epoch, "position": position})
+        train_set.set_epoch(epoch)
+        bar = tqdm(
+            total=len(sampler),
+            initial=position,
+            desc=f"epoch {epoch}",
+            unit="batch",
+            disable=not (tcfg.progress and info.is_main),
+            dynamic_ncols=True,
+        )
+        window = _Window()
+        for batch in train_loader:
+            if len(batch):
+                skipped_steps += not train_step(batch)
+            else:  # every file in it became unreadable since start-up (single process only)
+                skipped_steps += 1
+            scheduler.step()
+            step += 1
+            position += 1
+            bar.update(1)
+            end_of_epoch = position == len(sampler)
+            if end_of_epoch:
+                epoch, position = epoch + 1, 0
+
+            if step % tcfg.log_every_steps == 0 or end_of_epoch:
+                speed = D.all_reduce_sum(window.seconds, device) / window.elapsed()
+                lr = scheduler.get_last_lr()[0]
+                bar.set_postfix(
+                    loss=f"{window.mean:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{lr:.2e}"
+                )
+                if metrics is not None and window.n:
+                    metrics.log(
+                        step,
+                        epoch,
+                        {
+                            "train/loss": window.mean,
+                            "train/audio_seconds_per_second": speed,
+                            "train/lr": lr,
+                        },
+                    )
+                window = _Window()
+
+            if (tcfg.eval_every_steps and step % tcfg.eval_every_steps == 0) or (
+                end_of_epoch and not tcfg.eval_every_steps
+            ):
+                stop_reason = run_eval_and_checkpoint()
+            elif tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0:
+                state_now = checkpoint_state()
+                if info.is_main:
+                    save_checkpoint(run_dir / "last.pt", state_now)
+            if not stop_reason and tcfg.max_steps and step >= tcfg.max_steps:
+                stop_reason = f"max_steps reached ({tcfg.max_steps})"
+            minutes = (time.monotonic() - started) / 60
+            if not stop_reason and tcfg.max_time_minutes and minutes >= tcfg.max_time_minutes:
+                stop_reason = f"max_time reached ({tcfg.max_time_minutes:g} min)"
+            stop_reason = D.broadcast_object(stop_reason)
+            if stop_reason or end_of_epoch:
+                break
+        bar.close()
+
+    # Wrap up ----------------------------------------------------------------------------------
+    # Under DDP every rank must end with the same weights; a mismatch is a bug worth shouting.
+    fingerprints = D.gather_objects(weights_fingerprint(model))
+    if len(set(fingerprints)) > 1:
+        log.error("ranks ended with different weights: %s", fingerprints)
+    final_state = checkpoint_state(finished=True, reason=stop_reason)
+    if info.is_main:
+        save_checkpoint(run_dir / "last.pt", final_state)
+        log.info("stopped: %s", stop_reason)
+        metrics.close()
+        png = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+        if png:
+            log.info("curves: %s", png)
+    result = TrainResult(
+        run_dir=str(run_dir),
+        stop_reason=stop_reason,
+        epoch=epoch,
+        step=step,
+        best_metric=stopper.best,
+        dev=last_results,
+        dropped_infeasible=dropped,
+        skipped_steps=skipped_steps,
+        rank_weight_fingerprints=fingerprints,
+    )
+    if info.is_main:
+        (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+    return result
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of every parameter, bit for bit.
+
+    Buffers are left out: under DDP each rank's batch-norm running statistics follow its own
+    last batch until the next forward pass re-broadcasts rank 0's.
+    """
+    digest = hashlib.sha1()
+    for name, tensor in sorted(model.named_parameters()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def resolve_resume(spec: str, run_dir: Path) -> Path | None:
+    """``auto``: run_dir/last.pt if it exists; ``never``: None; anything else: that file."""
+    if spec == "never":
+        return None
+    if spec == "auto":
+        last = run_dir / "last.pt"
+        return last if last.exists() else None
+    return Path(spec)
+
+
+def check_compatible(state: dict, model: WaveNetCTC, vocab: Vocabulary, path: Path) -> None:
+    """Refuse to resume a checkpoint whose model or vocabulary differ from this run's config."""
+    if state.get("model_config") != asdict(model.config):
+        raise CheckpointError(
+            f"{path}: made with another model config; use a new run_dir or trainer.resume=never"
+        )
+    if state.get("vocab") != vocab.to_dict():
+        raise CheckpointError(f"{path}: made with another vocabulary")
+    for key in ("optimizer", "scheduler", "scaler", "stopper", "rng", "sampler"):
+        if key not in state:
+            raise CheckpointError(f"{path}: not a training checkpoint (no {key}); use init_from")
+
+
+def init_from_checkpoint(
+    cfg: TrainConfig, model: WaveNetCTC, vocab: Vocabulary
+) -> tuple[WaveNetCTC, Vocabulary]:
+    """Start from a trained model's weights (fine-tuning); its model config wins."""
+    state = load_checkpoint(cfg.init_from)
+    loaded, loaded_vocab = model_from_checkpoint(state, cfg.init_from)
+    cfg.model = loaded.config
+    log.info("initialised from %s", cfg.init_from)
+    return loaded.train(), loaded_vocab
