@@ -101,7 +101,8 @@ def main() -> None:
     for row in rows:
         print(
             f"{row['config']:>8}: {row['parameters'] / 1e6:.2f} M params, "
-            f"{row['audio_seconds_per_second']:.0f} audio-s/s, {row['train_gflops_per_second']} GFLOP/s"
+            f"{row['audio_seconds_per_second']:.0f} audio-s/s, "
+            f"{row['train_gflops_per_second']} GFLOP/s"
         )
     path = write_results(
         "train",

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from stt.errors import STTError
+from stt.errors import ConfigError, STTError
 
 EPILOG_OVERRIDES = (
     "Any key of the job's config file can be overridden after the options, Hydra-style: "
@@ -136,6 +136,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(train, "train")
     train.set_defaults(func=cmd_train)
 
+    evaluate = sub.add_parser(
+        "eval",
+        help="WER/CER report of a checkpoint on test manifests (greedy and/or beam+LM)",
+        description=(
+            "Run a checkpoint on one or more manifests (each a named test set) and write "
+            "report.json, report.md, utterances.jsonl (reference, hypothesis, aligned diff) and "
+            "PNG plots to --out. Greedy and beam results come side by side from the same model "
+            "outputs. With --multirun, comma-separated values sweep the beam decoder on the "
+            "first manifest (e.g. decoder.alpha=0.3,0.6,0.9 decoder.beta=0,1,2) and the best are "
+            "saved as decoder.yaml beside the checkpoint, where stt eval and stt transcribe "
+            "pick them up."
+        ),
+        epilog=EPILOG_OVERRIDES,
+    )
+    evaluate.add_argument("checkpoint", type=Path)
+    evaluate.add_argument(
+        "inputs", nargs="+", metavar="MANIFEST|key=value", help="test manifests, then overrides"
+    )
+    evaluate.add_argument("--out", type=Path, help="report folder (default runs/eval)")
+    evaluate.add_argument(
+        "--decoders", nargs="+", choices=["greedy", "beam"], help="decoders to compare"
+    )
+    evaluate.add_argument("--lm", type=Path, help="KenLM model for beam search (lm.bin)")
+    evaluate.add_argument("--beam-width", type=int)
+    evaluate.add_argument("--strict", action="store_true", help="stop at the first bad input")
+    evaluate.add_argument("--multirun", action="store_true", help="sweep decoder settings")
+    evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.set_defaults(func=cmd_eval, overrides=[])
+
+    lm = sub.add_parser("lm", help="language models for beam search")
+    lm_sub = lm.add_subparsers(dest="lm_command", metavar="ACTION", required=True)
+    lm_build = lm_sub.add_parser(
+        "build",
+        help="build a KenLM n-gram model from text files",
+        description=(
+            "Normalise the text files with stt's normaliser, then build an ARPA and a binary "
+            "KenLM model with KenLM's lmplz and build_binary, plus the unigram list "
+            "pyctcdecode wants, into OUT (lm.arpa, lm.bin, unigrams.txt, lm.json)."
+        ),
+    )
+    lm_build.add_argument("texts", nargs="+", type=Path, metavar="TEXT")
+    lm_build.add_argument("out", type=Path, help="output folder")
+    lm_build.add_argument("--order", type=int, default=3, help="n-gram order (3)")
+    lm_build.add_argument("--memory", default="20%", help="lmplz -S memory bound (20%%)")
+    lm_build.set_defaults(func=cmd_lm_build)
+
     demo = sub.add_parser(
         "demo",
         help="the end-to-end demo on the embedded default",
@@ -228,6 +274,99 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"CER {100 * figures['cer']:.2f}%"
         )
     print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.evaluate import EvalConfig, load_tuned_decoder, run_eval, tune_decoder
+
+    manifests = [a for a in args.inputs if "=" not in a]
+    overrides = [a for a in args.inputs if "=" in a] + list(args.overrides)
+    if not manifests:
+        raise ConfigError("give at least one test manifest")
+    base = [f"checkpoint={args.checkpoint}", f"manifests=[{','.join(manifests)}]"]
+    if args.out:
+        base.append(f"out_dir={args.out}")
+    if args.decoders:
+        base.append(f"decoders=[{','.join(args.decoders)}]")
+    if args.lm:
+        base.append(f"decoder.lm={args.lm}")
+        unigrams = args.lm.parent / "unigrams.txt"
+        if unigrams.exists():
+            base.append(f"decoder.unigrams={unigrams}")
+    if args.beam_width:
+        base.append(f"decoder.beam_width={args.beam_width}")
+    if args.strict:
+        base.append("strict=true")
+    if args.no_progress:
+        base.append("progress=false")
+    given = {o.split("=", 1)[0].lstrip("+~") for o in base + overrides}
+    tuned = [
+        f"decoder.{k}={_yaml_value(v)}"
+        for k, v in load_tuned_decoder(args.checkpoint).items()
+        if f"decoder.{k}" not in given and k != "kind"
+    ]
+    if args.multirun:
+        grid, fixed = sweep_grid(overrides)
+        cfg = to_dataclass(compose("eval", tuned + base + fixed), EvalConfig)
+        best, trials = tune_decoder(cfg, grid)
+        for trial in trials:
+            print("  ".join(f"{k}={v:.4g}" for k, v in trial.items()))
+        print("best: " + "  ".join(f"{k}={best[k]}" for k in grid[0]))
+        tuned_best = [f"decoder.{k}={best[k]}" for k in grid[0]]
+        cfg = to_dataclass(compose("eval", tuned + base + fixed + tuned_best), EvalConfig)
+    else:
+        cfg = to_dataclass(compose("eval", tuned + base + overrides), EvalConfig)
+    report = run_eval(cfg)
+    for label, entry in report["decoders"].items():
+        overall = entry["overall"]
+        print(
+            f"{label:>8}: WER {100 * overall['wer']:.2f}%  CER {100 * overall['cer']:.2f}%  "
+            f"RTFx {overall['rtfx']:.0f}"
+        )
+        for name, f in entry["sets"].items():
+            print(f"          {name}: WER {100 * f['wer']:.2f}%  CER {100 * f['cer']:.2f}%")
+    print(f"report: {cfg.out_dir}/report.md")
+    return 0
+
+
+def _yaml_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(str(v) for v in value) + "]"
+    return "null" if value is None else str(value)
+
+
+def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
+    """Split overrides into a sweep grid (keys with comma-separated values, expanded the way
+    Hydra's basic sweeper does) and the fixed ones."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    sweeps = [o for o in parsed if o.is_sweep_override()]
+    if not sweeps:
+        raise ConfigError("--multirun needs at least one key=a,b,c sweep")
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    batches = BasicSweeper.split_arguments(sweeps, None)
+    grid = []
+    for job in batches[0]:
+        params = {}
+        for item in job:
+            key, value = item.split("=", 1)
+            params[key.removeprefix("decoder.")] = float(value)
+        grid.append(params)
+    return grid, fixed
+
+
+def cmd_lm_build(args: argparse.Namespace) -> int:
+    from stt.lm import build_lm
+
+    artifacts = build_lm(args.texts, args.out, order=args.order, memory=args.memory)
+    print(
+        f"{artifacts.order}-gram from {artifacts.sentences} sentences ({artifacts.words} words): "
+        f"{artifacts.binary}, {artifacts.arpa}, {artifacts.unigrams}"
+    )
     return 0
 
 

@@ -1,14 +1,169 @@
-"""Turning CTC log-probabilities into text.
+"""Turning CTC log-probabilities into text, word timestamps and word confidences.
 
-Greedy decoding takes the best label per frame, merges repeats and drops blanks. (Beam search
-with a language model comes with pyctcdecode; see the decoding issue.)
+Two decoders share one interface (:class:`Decoder`): :class:`GreedyDecoder` takes the best label
+per frame, merges repeats and drops blanks; :class:`BeamSearchDecoder` runs pyctcdecode's prefix
+beam search, optionally fused with a KenLM n-gram language model and biased towards hotwords.
+:func:`build_decoder` picks one from a :class:`DecoderConfig` (``conf/decoder/*.yaml``).
+
+Both return a :class:`DecodeResult` per utterance with the same definitions:
+
+* **Word timestamps** (seconds): a word spans ``[start_frame, end_frame) * frame_seconds``, where
+  ``start_frame`` is the frame that emits its first character and ``end_frame - 1`` is the last
+  frame of its last character (including that character's repeated frames).
+* **Word confidence** (0-1): the mean, over the word's frames that are not blank-dominated (blank
+  is not the frame's best label), of the posterior probability of the best of the word's own
+  characters on that frame. For a greedy path this is the mean peak posterior of the word's
+  frames; for beam search it also drops when the language model or a hotword chose characters
+  the acoustics did not favour. A word whose frames are all blank-dominated averages all its
+  frames instead.
+
+The older :func:`greedy_decode` (batched torch tensors to strings) is what the trainer uses for
+its dev metrics.
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import weakref
+from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
 import torch
 
-from stt.text import Vocabulary
+from stt.errors import ConfigError
+from stt.text import Vocabulary, normalize_text
+
+log = logging.getLogger(__name__)
+
+DECODER_KINDS = ("greedy", "beam")
+_PYCTCDECODE_MIN_LOGP = float(np.log(1e-15))  # pyctcdecode.constants.MIN_TOKEN_CLIP_P
+
+
+# ---------------------------------------------------------------------------------------------
+# Results and configuration
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Word:
+    """One decoded word: times in seconds (``[start, end)``), confidence in ``[0, 1]``."""
+
+    word: str
+    start: float
+    end: float
+    confidence: float
+
+
+@dataclass
+class DecodeResult:
+    """One utterance's transcript.
+
+    ``n_best`` lists ``(text, score)`` best first; ``n_best[0][0] == text``. Greedy gives one
+    entry scored by the sum of its best-path log-probabilities; beam search gives up to
+    ``DecoderConfig.n_best`` distinct texts scored by the search's combined score (acoustic
+    log-probability, plus ``alpha`` * LM log-probability and ``beta`` per word with an LM, plus
+    hotword bonuses). Higher is better in both cases.
+    """
+
+    text: str
+    words: list[Word]
+    n_best: list[tuple[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class DecoderConfig:
+    """How to decode (mirrors ``conf/decoder/*.yaml``)."""
+
+    kind: str = "greedy"  # greedy | beam
+    beam_width: int = 32
+    lm: str | None = None  # KenLM .binary/.bin or .arpa file
+    unigrams: str | None = None  # the LM's vocabulary, one word per line
+    alpha: float = 0.5  # LM weight
+    beta: float = 1.0  # word insertion bonus (with an LM)
+    beam_prune_logp: float = -10.0  # drop beams this far below the best
+    token_min_logp: float = -5.0  # skip labels less likely than this on a frame (unless best)
+    hotwords: list[str] = field(default_factory=list)
+    hotword_weight: float = 10.0
+    n_best: int = 1
+
+
+class Decoder(Protocol):
+    """What every decoder offers. ``log_probs``: ``(frames, vocab)`` natural-log posteriors of
+    one utterance, valid frames only; ``frame_seconds``: seconds between output frames."""
+
+    def decode(self, log_probs: np.ndarray, frame_seconds: float) -> DecodeResult: ...
+
+    def decode_batch(self, batch: list[np.ndarray], frame_seconds: float) -> list[DecodeResult]: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared helpers: input checks, timestamps and confidence
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_log_probs(log_probs: np.ndarray | torch.Tensor, vocab_size: int) -> np.ndarray:
+    """``(frames, vocab)`` float32 log-probabilities, renormalised per frame."""
+    if isinstance(log_probs, torch.Tensor):
+        log_probs = log_probs.detach().cpu().numpy()
+    lp = np.asarray(log_probs, dtype=np.float32)
+    if lp.ndim != 2 or lp.shape[1] != vocab_size:
+        raise ValueError(
+            f"log_probs must have shape (frames, {vocab_size}) for this vocabulary, "
+            f"got {tuple(lp.shape)}"
+        )
+    if lp.shape[0]:
+        # Cheap insurance: confidences and scores assume each frame sums to probability one.
+        peak = lp.max(axis=1, keepdims=True)
+        lp = lp - (peak + np.log(np.exp(lp - peak).sum(axis=1, keepdims=True)))
+    return np.ascontiguousarray(lp)
+
+
+def _check_frame_seconds(frame_seconds: float) -> None:
+    if not frame_seconds > 0:
+        raise ValueError(f"frame_seconds must be positive, got {frame_seconds}")
+
+
+class _WordScorer:
+    """Turns ``(word, (start_frame, end_frame))`` spans into :class:`Word` objects."""
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self._blank = vocab.blank_id
+        self._ids = {tok: i for i, tok in enumerate(vocab.tokens) if i != vocab.blank_id}
+
+    def words(
+        self, lp: np.ndarray, spans: list[tuple[str, tuple[int, int]]], frame_seconds: float
+    ) -> list[Word]:
+        if not spans:
+            return []
+        frames = lp.shape[0]
+        posteriors = np.exp(lp)  # (frames, vocab)
+        voiced = lp.argmax(axis=1) != self._blank  # (frames,) not blank-dominated
+        out = []
+        previous_end = 0
+        for word, (start, end) in spans:
+            start = min(max(int(start), previous_end), frames)
+            end = min(max(int(end), start), frames)
+            previous_end = end
+            ids = sorted({self._ids[c] for c in word if c in self._ids})
+            confidence = 0.0
+            if end > start and ids:
+                own = posteriors[start:end, ids].max(axis=1)  # (span,)
+                mask = voiced[start:end]
+                confidence = float(own[mask].mean() if mask.any() else own.mean())
+            out.append(Word(word, start * frame_seconds, end * frame_seconds, min(confidence, 1.0)))
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Greedy
+# ---------------------------------------------------------------------------------------------
 
 
 def ctc_collapse(ids: list[int], blank_id: int = 0) -> list[int]:
@@ -38,3 +193,289 @@ def greedy_decode(
         text = vocab.decode(ctc_collapse(row[:n], vocab.blank_id))
         texts.append(" ".join(text.split()))
     return texts
+
+
+class GreedyDecoder:
+    """Best path: the most likely label per frame, repeats merged, blanks dropped.
+
+    Words are runs of non-space characters. Needs no resources; :meth:`close` does nothing.
+    """
+
+    def __init__(self, vocab: Vocabulary) -> None:
+        self.vocab = vocab
+        self._tokens = np.array(vocab.tokens, dtype=object)
+        self._space = vocab.tokens.index(" ") if " " in vocab else -1
+        self._scorer = _WordScorer(vocab)
+
+    def decode(self, log_probs: np.ndarray, frame_seconds: float) -> DecodeResult:
+        _check_frame_seconds(frame_seconds)
+        lp = _as_log_probs(log_probs, len(self.vocab))
+        if not lp.shape[0]:
+            return DecodeResult("", [], [("", 0.0)])
+        best = lp.argmax(axis=1)  # (frames,)
+        score = float(np.take_along_axis(lp, best[:, None], axis=1).sum())
+        # Runs of equal labels; each non-blank run emits one character.
+        run_start = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
+        run_end = np.r_[run_start[1:], best.shape[0]]
+        labels = best[run_start]
+        emitted = labels != self.vocab.blank_id
+        labels, run_start, run_end = labels[emitted], run_start[emitted], run_end[emitted]
+        # Words: maximal groups of consecutive non-space characters.
+        letter = labels != self._space
+        first = np.flatnonzero(letter & ~np.r_[False, letter[:-1]])
+        last = np.flatnonzero(letter & ~np.r_[letter[1:], False])
+        spans = [
+            ("".join(self._tokens[labels[a : b + 1]]), (int(run_start[a]), int(run_end[b])))
+            for a, b in zip(first.tolist(), last.tolist(), strict=True)
+        ]
+        text = " ".join(word for word, _ in spans)
+        words = self._scorer.words(lp, spans, frame_seconds)
+        return DecodeResult(text, words, [(text, score)])
+
+    def decode_batch(self, batch: list[np.ndarray], frame_seconds: float) -> list[DecodeResult]:
+        return [self.decode(lp, frame_seconds) for lp in batch]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> GreedyDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Beam search (pyctcdecode)
+# ---------------------------------------------------------------------------------------------
+
+
+def pyctcdecode_labels(vocab: Vocabulary) -> list[str]:
+    """The vocabulary as pyctcdecode labels: the blank becomes ``""``, everything else (the word
+    delimiter ``" "`` included) stays as it is."""
+    return ["" if i == vocab.blank_id else tok for i, tok in enumerate(vocab.tokens)]
+
+
+def _read_unigrams(path: str) -> list[str]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read unigram list ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: unigram list is not UTF-8 text") from e
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
+    """A pyctcdecode ``BeamSearchDecoderCTC``, with the KenLM model loaded if configured."""
+    from pyctcdecode import build_ctcdecoder
+
+    labels = pyctcdecode_labels(vocab)
+    if not config.lm:
+        return build_ctcdecoder(labels)
+    lm_path = Path(config.lm)
+    if not lm_path.is_file():
+        raise ConfigError(f"language model not found: {config.lm}")
+    unigrams = _read_unigrams(config.unigrams) if config.unigrams else None
+    try:
+        return build_ctcdecoder(
+            labels,
+            kenlm_model_path=str(lm_path),
+            unigrams=unigrams,
+            alpha=float(config.alpha),
+            beta=float(config.beta),
+        )
+    except (OSError, RuntimeError, ValueError) as e:
+        raise ConfigError(f"{config.lm}: cannot load language model ({e})") from e
+
+
+class _Squeeze:
+    """Drops the frames that cannot change the beam search, and maps results back.
+
+    On a frame where a single label is a candidate (it is the best and every other label is
+    below ``token_min_logp``), pyctcdecode extends every beam with that label. If the previous
+    frame had the same single candidate, every beam already ends in it, so the frame only adds
+    the same log-probability to every beam (ranking, merging and pruning unchanged) and moves
+    the end frame of a word ending in that label. Such frames, the bulk of a trained CTC model's
+    blank stretches and held characters, are dropped before the search; their log-probabilities
+    are added back to the scores (``offset``) and word ends are moved back to the end of their
+    run, so results equal a search over every frame.
+    """
+
+    _MARGIN = 1e-3  # stay clear of pyctcdecode's own renormalisation round-off
+
+    def __init__(self, lp: np.ndarray, token_min_logp: float) -> None:
+        frames = lp.shape[0]
+        best = lp.argmax(axis=1)  # (frames,)
+        runner_up = (
+            np.partition(lp, -2, axis=1)[:, -2] if lp.shape[1] > 1 else np.full(frames, -np.inf)
+        )
+        runner_up = np.maximum(runner_up, _PYCTCDECODE_MIN_LOGP)  # pyctcdecode clips there
+        single = runner_up < token_min_logp - self._MARGIN
+        drop = np.zeros(frames, dtype=bool)
+        drop[1:] = single[1:] & single[:-1] & (best[1:] == best[:-1])
+        self.kept = np.flatnonzero(~drop)  # (kept,) original frame of each squeezed frame
+        self.run_end = np.r_[self.kept[1:], frames]  # (kept,) end of the run it stands for
+        self.offset = float(lp[drop, best[drop]].sum(dtype=np.float64))
+        self.log_probs = lp[self.kept] if drop.any() else lp
+
+    def unsqueeze_spans(self, spans) -> list[tuple[str, tuple[int, int]]]:
+        """``(word, (start, end))`` on squeezed frames -> the same on the original frames."""
+        n = len(self.kept)
+        out = []
+        for word, (start, end) in spans:
+            start = int(self.kept[min(max(start, 0), n - 1)])
+            end = int(self.run_end[min(max(end, 1), n) - 1])
+            out.append((word, (start, max(start, end))))
+        return out
+
+
+class _Resources:
+    """What a :class:`BeamSearchDecoder` must give back: its worker pool and its LM (pyctcdecode
+    keeps LMs in a class-level registry until ``cleanup()``). Held apart from the decoder so a
+    weakref finalizer can release them without keeping the decoder alive."""
+
+    def __init__(self, ctc_decoder) -> None:
+        self.ctc_decoder = ctc_decoder
+        self.pool: Pool | None = None
+
+    def close_pool(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            pool.terminate()  # no work is ever pending between calls
+            pool.join()
+
+    def release(self) -> None:
+        self.close_pool()
+        if self.ctc_decoder is not None:
+            self.ctc_decoder.cleanup()
+            self.ctc_decoder = None
+
+
+class BeamSearchDecoder:
+    """CTC prefix beam search (pyctcdecode), with an optional KenLM language model and hotwords.
+
+    The pyctcdecode decoder (and the LM) is built once here. :meth:`decode_batch` spreads batches
+    of two or more utterances over one pool of ``workers`` processes (default: one per CPU),
+    created with the "fork" start method on first use and kept until :meth:`close`, the end of a
+    ``with`` block, or garbage collection. ``workers <= 1`` decodes in this process.
+
+    Raises:
+        ConfigError: if ``config.lm`` or ``config.unigrams`` is missing or unreadable.
+    """
+
+    def __init__(
+        self, vocab: Vocabulary, config: DecoderConfig, workers: int | None = None
+    ) -> None:
+        if config.beam_width < 1:
+            raise ConfigError(f"beam_width must be at least 1, got {config.beam_width}")
+        if config.n_best < 1:
+            raise ConfigError(f"n_best must be at least 1, got {config.n_best}")
+        self.vocab = vocab
+        self.config = config
+        self.workers = (os.cpu_count() or 1) if workers is None else int(workers)
+        self._hotwords = [h for h in (normalize_text(w) for w in config.hotwords) if h]
+        self._scorer = _WordScorer(vocab)
+        self._resources = _Resources(_build_ctc_decoder(vocab, config))
+        self._finalizer = weakref.finalize(self, self._resources.release)
+
+    @property
+    def pool(self) -> Pool | None:
+        """The worker pool, once a batch has needed it; None before that and after close."""
+        return self._resources.pool
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def _ctc(self):
+        if self.closed:
+            raise RuntimeError("this BeamSearchDecoder is closed")
+        return self._resources.ctc_decoder
+
+    def _search_kwargs(self) -> dict:
+        c = self.config
+        return {
+            "beam_width": max(int(c.beam_width), int(c.n_best)),
+            "beam_prune_logp": float(c.beam_prune_logp),
+            "token_min_logp": float(c.token_min_logp),
+            "hotwords": self._hotwords or None,
+            "hotword_weight": float(c.hotword_weight),
+        }
+
+    def _result(
+        self, lp: np.ndarray, beams: list, squeeze: _Squeeze, frame_seconds: float
+    ) -> DecodeResult:
+        """``beams``: pyctcdecode's ``(text, word_frames, logit_score, combined_score)``, best
+        first, found on ``squeeze.log_probs``; ``lp``: the full matrix."""
+        n_best: list[tuple[str, float]] = []
+        for text, _, _, score in beams:
+            text = " ".join(text.split())
+            if text not in (seen for seen, _ in n_best):
+                n_best.append((text, float(score) + squeeze.offset))
+            if len(n_best) == self.config.n_best:
+                break
+        if not n_best:
+            return DecodeResult("", [], [("", 0.0)])
+        spans = squeeze.unsqueeze_spans(beams[0][1])
+        return DecodeResult(n_best[0][0], self._scorer.words(lp, spans, frame_seconds), n_best)
+
+    def decode(self, log_probs: np.ndarray, frame_seconds: float) -> DecodeResult:
+        _check_frame_seconds(frame_seconds)
+        ctc = self._ctc()
+        lp = _as_log_probs(log_probs, len(self.vocab))
+        if not lp.shape[0]:
+            return DecodeResult("", [], [("", 0.0)])
+        squeeze = _Squeeze(lp, self.config.token_min_logp)
+        beams = ctc.decode_beams(squeeze.log_probs, **self._search_kwargs())
+        mp_safe = [(text, frames, logit, combined) for text, _, frames, logit, combined in beams]
+        return self._result(lp, mp_safe, squeeze, frame_seconds)
+
+    def decode_batch(self, batch: list[np.ndarray], frame_seconds: float) -> list[DecodeResult]:
+        _check_frame_seconds(frame_seconds)
+        if len(batch) < 2 or self.workers <= 1:
+            return [self.decode(lp, frame_seconds) for lp in batch]
+        ctc = self._ctc()
+        lps = [_as_log_probs(lp, len(self.vocab)) for lp in batch]
+        todo = [i for i, lp in enumerate(lps) if lp.shape[0]]
+        squeezes = {i: _Squeeze(lps[i], self.config.token_min_logp) for i in todo}
+        results = [DecodeResult("", [], [("", 0.0)]) for _ in lps]
+        if not todo:
+            return results
+        if self._resources.pool is None:
+            # pyctcdecode finds its LM through a class-level registry, so the workers must be
+            # forked (not spawned) after the decoder exists.
+            self._resources.pool = multiprocessing.get_context("fork").Pool(self.workers)
+        all_beams = ctc.decode_beams_batch(
+            self._resources.pool, [squeezes[i].log_probs for i in todo], **self._search_kwargs()
+        )
+        for i, beams in zip(todo, all_beams, strict=True):
+            results[i] = self._result(lps[i], beams, squeezes[i], frame_seconds)
+        return results
+
+    def close(self) -> None:
+        """Stop the worker pool and free the LM. Idempotent; decoding afterwards is an error."""
+        self._finalizer()
+
+    def __enter__(self) -> BeamSearchDecoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def build_decoder(
+    vocab: Vocabulary, config: DecoderConfig, workers: int | None = None
+) -> GreedyDecoder | BeamSearchDecoder:
+    """The decoder ``config.kind`` names. ``workers``: processes for beam-search batches.
+
+    Raises:
+        ConfigError: for an unknown kind, or an LM / unigram file that cannot be loaded.
+    """
+    if config.kind == "greedy":
+        return GreedyDecoder(vocab)
+    if config.kind == "beam":
+        return BeamSearchDecoder(vocab, config, workers=workers)
+    raise ConfigError(
+        f"decoder kind must be one of {', '.join(DECODER_KINDS)}, not {config.kind!r}"
+    )
