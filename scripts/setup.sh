@@ -2,15 +2,23 @@
 # Set up everything stt needs on a Debian/Ubuntu machine, idempotently:
 #   1. system packages (espeak-ng, flite, fortunes, wordnet-base) via apt when root,
 #      otherwise a clear message naming them;
-#   2. a virtualenv in .venv/ with the package installed in editable mode (+ extras given as $1).
-# Re-running is cheap: apt is skipped when the packages are present and pip is skipped when
-# setup.cfg has not changed since the last successful install.
+#   2. a virtualenv in .venv/ with the package installed in editable mode (+ extras given as $1);
+#   3. KenLM's lmplz and build_binary (for `stt lm build`), compiled into .venv/bin/ by
+#      scripts/build_kenlm.sh from the kenlm source distribution, since no package ships them;
+#      its compilers and libraries (KENLM_BUILD_PACKAGES) are only required until that is done.
+# Re-running is cheap: apt is skipped when the packages are present, pip is skipped when
+# setup.cfg has not changed since the last successful install, and KenLM when its tools run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXTRAS="${1:-}"
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(espeak-ng flite fortunes fortunes-min wordnet-base)
+KENLM_BUILD_PACKAGES=(cmake make g++ libboost-program-options-dev libboost-system-dev
+  libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev)
+if ! bash scripts/build_kenlm.sh --check; then
+  APT_PACKAGES+=("${KENLM_BUILD_PACKAGES[@]}")
+fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -42,4 +50,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
   .venv/bin/python -m pip install --quiet -e "$spec"
   echo "$fingerprint" > "$stamp"
 fi
+bash scripts/build_kenlm.sh  # silent when lmplz and build_binary are already built
 echo "setup: ready (.venv/bin/stt)"

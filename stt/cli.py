@@ -178,8 +178,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lm_build.add_argument("texts", nargs="+", type=Path, metavar="TEXT")
     lm_build.add_argument("out", type=Path, help="output folder")
-    lm_build.add_argument("--order", type=int, default=3, help="n-gram order (3)")
-    lm_build.add_argument("--memory", default="20%", help="lmplz -S memory bound (20%%)")
+    lm_build.add_argument("--order", type=int, default=3, help="n-gram order, 2-6 (3)")
+    lm_build.add_argument(
+        "--memory", default="20%", help="memory bound for lmplz/build_binary -S (20%%, or 1G)"
+    )
+    lm_build.add_argument(
+        "--prune", type=int, nargs="+", metavar="N", help="lmplz --prune counts per order"
+    )
+    lm_build.add_argument("--no-progress", action="store_true")
     lm_build.set_defaults(func=cmd_lm_build)
 
     demo = sub.add_parser(
@@ -362,7 +368,14 @@ def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
 def cmd_lm_build(args: argparse.Namespace) -> int:
     from stt.lm import build_lm
 
-    artifacts = build_lm(args.texts, args.out, order=args.order, memory=args.memory)
+    artifacts = build_lm(
+        args.texts,
+        args.out,
+        order=args.order,
+        memory=args.memory,
+        prune=args.prune,
+        progress=not args.no_progress,
+    )
     print(
         f"{artifacts.order}-gram from {artifacts.sentences} sentences ({artifacts.words} words): "
         f"{artifacts.binary}, {artifacts.arpa}, {artifacts.unigrams}"

@@ -1,0 +1,361 @@
+"""n-gram language models for beam-search decoding, built with KenLM.
+
+A CTC model spells words letter by letter; a word-level n-gram model lets the beam search prefer
+spellings that form likely word sequences. :func:`build_lm` makes one from plain text files:
+
+1. every line goes through :func:`stt.text.normalize_text`, the same normaliser the acoustic
+   model's transcripts went through, so the LM's words are exactly the words the model can spell
+   ("Dr. Smith's 21st" -> "dr smith's twenty first");
+2. KenLM's ``lmplz`` estimates a modified Kneser-Ney model into an ARPA file, with its sorting
+   memory bounded by ``-S`` so a large corpus spills to disk instead of exhausting RAM;
+3. KenLM's ``build_binary`` converts it to the binary format, which loads by mmap in a fraction of
+   the ARPA's parse time;
+4. the ARPA's unigrams become the word list pyctcdecode wants (it uses it to score partial words).
+
+``lmplz`` and ``build_binary`` are compiled into the virtualenv by ``scripts/build_kenlm.sh`` (run
+by ``scripts/setup.sh``), since no package ships them; :func:`kenlm_tool` finds them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from stt.errors import ConfigError, STTError, ToolMissingError
+from stt.text import normalize_text
+
+log = logging.getLogger(__name__)
+
+MIN_ORDER = 2
+"""``build_binary`` refuses unigram-only models ("assumes at least a bigram model")."""
+
+MAX_ORDER = 6
+"""KenLM's compiled-in ``KENLM_MAX_ORDER``, for both ``build_binary`` and the ``kenlm`` module."""
+
+BINARY_TYPE = "trie"
+"""The binary data structure. KenLM's ``probing`` hash table queries somewhat faster, but the
+``trie`` takes about a third of its memory (and less still on disk) and is built with a bounded
+on-disk sort; beam-search decoding is dominated by the acoustic model and pyctcdecode's own Python
+code, not by n-gram lookups, so the memory saving is worth more than the lookup speed."""
+
+SPECIAL_WORDS = frozenset({"<s>", "</s>", "<unk>"})
+"""KenLM's sentence-boundary and unknown-word tokens: in the ARPA, but not words anyone says."""
+
+_MEMORY_RE = re.compile(r"^\d+(\.\d+)?[%bKMGTPEZY]?$")  # what lmplz/build_binary -S accept
+_HELP = (
+    "run scripts/build_kenlm.sh (needs cmake, g++, libboost-program-options-dev, "
+    "libboost-system-dev, libboost-thread-dev, libboost-test-dev, zlib1g-dev)"
+)
+
+
+@dataclass(frozen=True)
+class LMArtifacts:
+    """What :func:`build_lm` wrote, and how much text went into it."""
+
+    arpa: Path
+    binary: Path
+    unigrams: Path
+    order: int
+    sentences: int
+    words: int
+
+
+def kenlm_tool(name: str) -> Path:
+    """The path of KenLM's ``name`` program (``"lmplz"`` or ``"build_binary"``).
+
+    Looks first beside ``sys.executable`` (the virtualenv's ``bin/``, where
+    ``scripts/build_kenlm.sh`` installs them, which is not on ``PATH`` unless the venv is
+    activated), then on ``PATH``.
+
+    Raises:
+        ToolMissingError: naming the program and how to build it.
+    """
+    # Not .resolve(): the venv's python is a symlink to the system one, and we want the venv.
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise ToolMissingError(f"{name} not found: {_HELP}")
+
+
+def normalized_sentences(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:
+    """Yield every non-empty line of the text files, normalised with :func:`normalize_text`.
+
+    One line is one sentence for the LM (``<s>`` ... ``</s>``). Lines that normalise to nothing
+    (blank lines, pure punctuation, symbols without a spoken form) are skipped.
+
+    Raises:
+        STTError: naming a file that is missing, unreadable or not UTF-8 text (with the line).
+    """
+    for path in paths:
+        path = Path(path)
+        lineno = 0
+        try:
+            with path.open("rb") as f:  # decoded line by line, so an error names its line
+                for raw in f:
+                    lineno += 1
+                    sentence = normalize_text(raw.decode("utf-8"))
+                    if sentence:
+                        yield sentence
+        except FileNotFoundError as e:
+            raise STTError(f"{path}: text file not found") from e
+        except OSError as e:
+            raise STTError(f"{path}: cannot read text file ({e.strerror or e})") from e
+        except UnicodeDecodeError as e:
+            raise STTError(f"{path}:{lineno}: not UTF-8 text") from e
+
+
+def load_unigrams(path: str | os.PathLike[str]) -> list[str]:
+    """Read a unigram list written by :func:`build_lm`: one word per line, blanks skipped.
+
+    Raises:
+        ConfigError: if the file cannot be read or is not UTF-8.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read unigram list ({e.strerror or e})") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: unigram list is not UTF-8 text") from e
+    return [w for w in (line.strip() for line in text.splitlines()) if w]
+
+
+def arpa_unigrams(arpa: str | os.PathLike[str]) -> list[str]:
+    """The words of an ARPA file's ``\\1-grams:`` section, without ``<s>``, ``</s>``, ``<unk>``,
+    sorted. This is the vocabulary pyctcdecode needs to know which partial words can still
+    become a word the LM knows."""
+    words: set[str] = set()
+    inside = False
+    with open(arpa, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line == "\\1-grams:":
+                inside = True
+            elif inside:
+                if not line or line.startswith("\\"):
+                    break
+                fields = line.split("\t")
+                if len(fields) >= 2 and fields[1] not in SPECIAL_WORDS:
+                    words.add(fields[1])
+    return sorted(words)
+
+
+def arpa_counts(arpa: str | os.PathLike[str]) -> dict[int, int]:
+    """The n-gram counts from an ARPA file's ``\\data\\`` header: ``{1: 12, 2: 17, ...}``."""
+    counts: dict[int, int] = {}
+    with open(arpa, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("ngram "):
+                n, _, count = line[len("ngram ") :].partition("=")
+                counts[int(n)] = int(count)
+            elif line.startswith("\\1-grams:"):
+                break
+    return counts
+
+
+def _check_settings(order: int, memory: str, prune: list[int] | None) -> None:
+    """Reject bad settings before normalising what may be a very large corpus."""
+    if not MIN_ORDER <= order <= MAX_ORDER:
+        raise ConfigError(
+            f"n-gram order must be {MIN_ORDER}-{MAX_ORDER} (KenLM's binary format needs at least "
+            f"bigrams and was compiled for at most {MAX_ORDER}-grams), got {order}"
+        )
+    if not _MEMORY_RE.match(memory):
+        raise ConfigError(
+            f"memory must be a number with an optional unit % b K M G T P E Z Y (lmplz -S, "
+            f"e.g. 20% or 2G), got {memory!r}"
+        )
+    if prune is not None:
+        if not prune or len(prune) > order or any(int(p) != p or p < 0 for p in prune):
+            raise ConfigError(
+                f"prune must be 1 to {order} non-negative counts (one per order), got {prune}"
+            )
+        if any(a > b for a, b in zip(prune, prune[1:], strict=False)):
+            raise ConfigError(f"prune thresholds must not decrease with the order, got {prune}")
+
+
+def _failure_message(stderr: str) -> str:
+    """The informative part of a KenLM program's stderr.
+
+    KenLM reports an exception as ``file.cc:N in <signature> threw X because `cond'.`` followed
+    by the human-readable message, and ``build_binary`` then prints ``ERROR``: keep the message
+    after the last "threw" line; otherwise fall back to the last non-empty line.
+    """
+    lines = [line.strip() for line in stderr.splitlines()]
+    lines = [line for line in lines if line and line != "ERROR"]
+    threw = [i for i, line in enumerate(lines) if " threw " in line]
+    if threw and threw[-1] + 1 < len(lines):
+        return " ".join(lines[threw[-1] + 1 :])
+    return lines[-1] if lines else "no error message"
+
+
+def _run(cmd: list[str], progress: bool) -> None:
+    """Run a KenLM program; with ``progress`` its own progress bars go to our stderr.
+
+    Raises:
+        STTError: "<program> failed (exit N): <its error message>" (or "(signal SIGABRT)").
+    """
+    name = Path(cmd[0]).name
+    log.debug("running %s", " ".join(cmd))
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as e:
+        raise ToolMissingError(f"{cmd[0]}: cannot run ({e.strerror or e}): {_HELP}") from e
+    assert proc.stderr is not None
+    chunks: list[bytes] = []
+    try:
+        # Byte chunks, not lines: KenLM draws its progress bars one '*' at a time.
+        while chunk := proc.stderr.read1(65536):
+            chunks.append(chunk)
+            if progress:
+                sys.stderr.write(chunk.decode("utf-8", "replace"))
+                sys.stderr.flush()
+        rc = proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        proc.stderr.close()
+    if rc != 0:
+        stderr = b"".join(chunks).decode("utf-8", "replace")
+        how = f"exit {rc}"
+        if rc < 0:  # KenLM aborts (SIGABRT) on its own exceptions
+            try:
+                how = f"signal {signal.Signals(-rc).name}"
+            except ValueError:
+                how = f"signal {-rc}"
+        raise STTError(f"{name} failed ({how}): {_failure_message(stderr)}")
+
+
+def build_lm(
+    texts: list[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    order: int = 3,
+    memory: str = "20%",
+    prune: list[int] | None = None,
+    discount_fallback: bool = True,
+    progress: bool = True,
+) -> LMArtifacts:
+    """Build a KenLM ``order``-gram model of the normalised ``texts`` into ``out_dir``.
+
+    Writes ``out_dir/``:
+
+    * ``corpus.txt``: the normalised sentences, one per line (what the LM was estimated on);
+    * ``lm.arpa``: ``lmplz -o order -S memory`` (modified Kneser-Ney); ``prune`` is lmplz's
+      ``--prune`` (per-order count thresholds, e.g. ``[0, 0, 1]`` drops singleton trigrams);
+      ``discount_fallback`` passes ``--discount_fallback`` so that small or repetitive corpora,
+      whose count-of-counts make the closed-form discounts undefined, still give a model;
+    * ``lm.bin``: ``build_binary`` in the :data:`BINARY_TYPE` structure (see there for why);
+    * ``unigrams.txt``: the model's words, sorted, one per line (pyctcdecode's ``unigrams``);
+    * ``lm.json``: the settings and counts.
+
+    ``memory`` bounds the sorting memory of both programs (``-S``: ``20%`` of RAM, ``2G``...);
+    their temporary files go in a hidden folder inside ``out_dir``. Everything is written under
+    temporary names and renamed at the end, so a failed or interrupted build leaves no half
+    model (and a previous model in ``out_dir`` intact).
+
+    Raises:
+        ConfigError: for an order outside 2-6, a malformed memory size or prune list.
+        ToolMissingError: if ``lmplz`` or ``build_binary`` is not installed.
+        STTError: for a missing or unreadable text file, text with no words in it, or a failing
+            KenLM program (with its error message).
+    """
+    paths = [Path(t) for t in texts]
+    out = Path(out_dir)
+    if not paths:
+        raise ConfigError("no text files given")
+    _check_settings(order, memory, prune)
+    lmplz, build_binary = kenlm_tool("lmplz"), kenlm_tool("build_binary")
+    for path in paths:  # fail before normalising the first file if the fifth is missing
+        if not path.exists():
+            raise STTError(f"{path}: text file not found")
+        if path.is_dir():
+            raise STTError(f"{path}: is a folder, not a text file")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise STTError(f"{out}: cannot create output folder ({e.strerror or e})") from e
+
+    work = Path(tempfile.mkdtemp(dir=out, prefix=".lm-build-"))
+    try:
+        corpus = work / "corpus.txt"
+        sentences = words = 0
+        with corpus.open("w", encoding="utf-8") as f:
+            for sentence in normalized_sentences(paths):
+                f.write(sentence + "\n")
+                sentences += 1
+                words += sentence.count(" ") + 1
+        if not sentences:
+            names = ", ".join(str(p) for p in paths)
+            raise STTError(f"no words left in {names} after normalisation")
+        log.info("lm: %d sentences, %d words from %d file(s)", sentences, words, len(paths))
+
+        arpa = work / "lm.arpa"
+        cmd = [str(lmplz), "-o", str(order), "-S", memory, "-T", f"{work}/"]
+        cmd += ["--text", str(corpus), "--arpa", str(arpa)]
+        if prune:
+            cmd += ["--prune", *(str(int(p)) for p in prune)]
+        if discount_fallback:
+            cmd.append("--discount_fallback")  # last: it takes optional values
+        log.info("lm: estimating the %d-gram model with lmplz (-S %s)", order, memory)
+        _run(cmd, progress)
+
+        binary = work / "lm.bin"
+        log.info("lm: converting to KenLM's binary %s format with build_binary", BINARY_TYPE)
+        cmd = [str(build_binary), "-S", memory, "-T", f"{work}/", BINARY_TYPE]
+        _run([*cmd, str(arpa), str(binary)], progress)
+
+        unigram_words = arpa_unigrams(arpa)
+        unigrams = work / "unigrams.txt"
+        unigrams.write_text("".join(w + "\n" for w in unigram_words), encoding="utf-8")
+
+        info = {
+            "order": order,
+            "memory": memory,
+            "prune": list(prune) if prune else None,
+            "discount_fallback": discount_fallback,
+            "binary_type": BINARY_TYPE,
+            "texts": [str(p) for p in paths],
+            "normalizer": "stt.text.normalize_text",
+            "sentences": sentences,
+            "words": words,
+            "vocabulary": len(unigram_words),
+            "ngrams": {str(n): c for n, c in sorted(arpa_counts(arpa).items())},
+            "files": {
+                "corpus": "corpus.txt",
+                "arpa": "lm.arpa",
+                "binary": "lm.bin",
+                "unigrams": "unigrams.txt",
+            },
+        }
+        (work / "lm.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+        # lm.json last: its presence says the rest of this build is in place.
+        for name in ("corpus.txt", "lm.arpa", "unigrams.txt", "lm.bin", "lm.json"):
+            os.replace(work / name, out / name)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    log.info("lm: wrote %s (%d words in the vocabulary)", out / "lm.bin", len(unigram_words))
+    return LMArtifacts(
+        arpa=out / "lm.arpa",
+        binary=out / "lm.bin",
+        unigrams=out / "unigrams.txt",
+        order=order,
+        sentences=sentences,
+        words=words,
+    )
