@@ -188,6 +188,46 @@ def build_parser() -> argparse.ArgumentParser:
     lm_build.add_argument("--no-progress", action="store_true")
     lm_build.set_defaults(func=cmd_lm_build)
 
+    transcribe = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files to text, timestamps and subtitles",
+        description=(
+            "Transcribe audio files (any format soundfile reads, any sample rate, any length) "
+            "with a checkpoint (--model) or the shipped default model. PATH may be a file, a "
+            "folder (searched recursively for audio files), a glob pattern or a .jsonl manifest. "
+            "Without --output-dir or --format the transcript goes to stdout ('path: text' lines "
+            "for several files); otherwise each file's transcript is written as "
+            "OUT/<name>.<format>. A file that cannot be read is reported on one line and the "
+            "others are still transcribed; the exit status is then 1. Tuned decoder settings "
+            "saved as decoder.yaml beside the checkpoint (stt eval --multirun) are used unless "
+            "overridden."
+        ),
+        epilog=EPILOG_OVERRIDES + " E.g. window_seconds=60 max_segment_words=8 decoder.alpha=0.7",
+    )
+    transcribe.add_argument(
+        "inputs", nargs="+", metavar="PATH|key=value", help="audio files, folders, globs, "
+        "manifests, then overrides of conf/transcribe.yaml",
+    )  # fmt: skip
+    transcribe.add_argument("--model", metavar="CHECKPOINT", help="default: the shipped model")
+    transcribe.add_argument(
+        "--lm", type=Path, help="KenLM model (lm.bin) for beam search; implies beam search"
+    )
+    transcribe.add_argument("--beam-width", type=int, help="beams kept; implies beam search")
+    transcribe.add_argument(
+        "--hotwords", nargs="+", metavar="WORD", help="words to favour; implies beam search"
+    )
+    transcribe.add_argument(
+        "--format",
+        metavar="FMT",
+        help="txt, json, srt, vtt, tsv, several comma-separated, or all (default with "
+        "--output-dir: all)",
+    )
+    transcribe.add_argument("--output-dir", type=Path, help="folder for the transcript files")
+    transcribe.add_argument("--batch-size", type=int, help="files run through the model together")
+    transcribe.add_argument("--device", help="cpu, cuda or auto (default cpu)")
+    transcribe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    transcribe.set_defaults(func=cmd_transcribe, overrides=[])
+
     demo = sub.add_parser(
         "demo",
         help="the end-to-end demo on the embedded default",
@@ -363,6 +403,88 @@ def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
             params[key.removeprefix("decoder.")] = float(value)
         grid.append(params)
     return grid, fixed
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from tqdm import tqdm
+
+    from stt.config import compose, to_dataclass
+    from stt.decoding import DecoderConfig
+    from stt.transcribe import TranscribeConfig, find_audio, load_model
+    from stt.writers import WRITERS, output_stems, parse_formats
+
+    # An argument is an override if it has "=" and is not an existing file.
+    paths = [a for a in args.inputs if "=" not in a or Path(a).exists()]
+    overrides = [a for a in args.inputs if a not in paths] + list(args.overrides)
+    base = []
+    if args.model:
+        base.append(f"checkpoint={args.model}")
+    if args.format:
+        base.append(f"format={args.format}")
+    if args.output_dir:
+        base.append(f"output_dir={args.output_dir}")
+    if args.batch_size:
+        base.append(f"batch_size={args.batch_size}")
+    if args.device:
+        base.append(f"device={args.device}")
+    if args.no_progress:
+        base.append("progress=false")
+    if args.lm:
+        base.append(f"decoder.lm={args.lm}")
+        unigrams = args.lm.parent / "unigrams.txt"
+        if unigrams.exists():
+            base.append(f"decoder.unigrams={unigrams}")
+    if args.beam_width:
+        base.append(f"decoder.beam_width={args.beam_width}")
+    if args.hotwords:
+        quoted = [f'"{w}"' if "'" in w else f"'{w}'" for w in args.hotwords]
+        base.append(f"decoder.hotwords=[{','.join(quoted)}]")
+    cfg = to_dataclass(compose("transcribe", base + overrides), TranscribeConfig)
+    given = {o.split("=", 1)[0].lstrip("+~") for o in base + overrides}
+    # Only decoder settings given here override the tuned ones saved beside the checkpoint.
+    decoder = {
+        f.name: getattr(cfg.decoder, f.name)
+        for f in fields(DecoderConfig)
+        if f"decoder.{f.name}" in given
+    }
+    if {"lm", "beam_width", "hotwords"} & set(decoder) and "kind" not in decoder:
+        decoder["kind"] = "beam"
+    write = cfg.output_dir is not None or cfg.format is not None
+    formats = parse_formats(cfg.format) if write else []
+    out_dir = Path(cfg.output_dir or ".")
+    if not paths:
+        raise ConfigError("give at least one audio file, folder, glob pattern or manifest")
+    files, problems = find_audio(paths)
+    for problem in problems:
+        print(f"stt: error: {problem}", file=sys.stderr)
+    failed = len(problems)
+    if not files:
+        return 1
+    stems = dict(zip(files, output_stems(files), strict=True))
+    transcriber = load_model(
+        cfg.checkpoint, device=cfg.device, decoder=decoder, **cfg.transcriber_kwargs()
+    )
+    with transcriber:
+        results = transcriber.transcribe_many(files, cfg.batch_size, progress=cfg.progress)
+        for path, result in results:
+            if isinstance(result, STTError):
+                tqdm.write(f"stt: error: {result}", file=sys.stderr)
+                failed += 1
+                continue
+            if not write:
+                print(result.text if len(files) == 1 else f"{path}: {result.text}", flush=True)
+                continue
+            for fmt in formats:
+                target = out_dir / f"{stems[path]}.{fmt}"
+                try:
+                    WRITERS[fmt](result, target)
+                except OSError as exc:
+                    tqdm.write(f"stt: error: {target}: cannot write ({exc.strerror or exc})",
+                               file=sys.stderr)  # fmt: skip
+                    failed += 1
+    return 1 if failed else 0
 
 
 def cmd_lm_build(args: argparse.Namespace) -> int:

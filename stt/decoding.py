@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from stt.errors import ConfigError
+from stt.lm import load_unigrams
 from stt.text import Vocabulary, normalize_text
 
 log = logging.getLogger(__name__)
@@ -256,16 +257,6 @@ def pyctcdecode_labels(vocab: Vocabulary) -> list[str]:
     return ["" if i == vocab.blank_id else tok for i, tok in enumerate(vocab.tokens)]
 
 
-def _read_unigrams(path: str) -> list[str]:
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read unigram list ({e.strerror or e})") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: unigram list is not UTF-8 text") from e
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
 def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     """A pyctcdecode ``BeamSearchDecoderCTC``, with the KenLM model loaded if configured."""
     from pyctcdecode import build_ctcdecoder
@@ -276,7 +267,7 @@ def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     lm_path = Path(config.lm)
     if not lm_path.is_file():
         raise ConfigError(f"language model not found: {config.lm}")
-    unigrams = _read_unigrams(config.unigrams) if config.unigrams else None
+    unigrams = load_unigrams(config.unigrams) if config.unigrams else None
     try:
         return build_ctcdecoder(
             labels,

@@ -81,21 +81,32 @@ def set_name(path: str) -> str:
     return f"{p.parent.name}/{p.stem}" if p.parent.name else p.stem
 
 
-def aligned_diff(reference: str, hypothesis: str) -> str:
-    """Reference and hypothesis interleaved: ``the [cat->cap] sat [-on] [+in] mat``."""
+def alignment(reference: str, hypothesis: str) -> list[tuple[str, list[str], list[str]]]:
+    """jiwer's word alignment as ``(kind, reference words, hypothesis words)`` chunks, kind one
+    of equal, substitute, delete, insert. An empty reference is all insertion."""
     if not reference.strip():
-        return " ".join(f"[+{w}]" for w in hypothesis.split())
+        return [("insert", [], hypothesis.split())] if hypothesis.split() else []
     out = jiwer.process_words(reference, hypothesis)
     ref, hyp = out.references[0], out.hypotheses[0]
+    return [
+        (
+            chunk.type,
+            ref[chunk.ref_start_idx : chunk.ref_end_idx],
+            hyp[chunk.hyp_start_idx : chunk.hyp_end_idx],
+        )
+        for chunk in out.alignments[0]
+    ]
+
+
+def aligned_diff(reference: str, hypothesis: str) -> str:
+    """Reference and hypothesis interleaved: ``the [cat->cap] sat [-on] the mat [+now]``."""
     parts: list[str] = []
-    for chunk in out.alignments[0]:
-        r = ref[chunk.ref_start_idx : chunk.ref_end_idx]
-        h = hyp[chunk.hyp_start_idx : chunk.hyp_end_idx]
-        if chunk.type == "equal":
+    for kind, r, h in alignment(reference, hypothesis):
+        if kind == "equal":
             parts += r
-        elif chunk.type == "substitute":
+        elif kind == "substitute":
             parts += [f"[{a}->{b}]" for a, b in zip(r, h, strict=True)]
-        elif chunk.type == "delete":
+        elif kind == "delete":
             parts += [f"[-{a}]" for a in r]
         else:
             parts += [f"[+{b}]" for b in h]
@@ -106,20 +117,13 @@ def word_confusions(pairs: list[tuple[str, str]], top: int = 20) -> list[dict]:
     """The most frequent word errors: substitutions ``a->b``, deletions ``a->`` and insertions."""
     counter: Counter = Counter()
     for ref, hyp in pairs:
-        if not ref.strip():
-            counter.update((None, w) for w in hyp.split())
-            continue
-        out = jiwer.process_words(ref, hyp)
-        r, h = out.references[0], out.hypotheses[0]
-        for chunk in out.alignments[0]:
-            rs = r[chunk.ref_start_idx : chunk.ref_end_idx]
-            hs = h[chunk.hyp_start_idx : chunk.hyp_end_idx]
-            if chunk.type == "substitute":
-                counter.update(zip(rs, hs, strict=True))
-            elif chunk.type == "delete":
-                counter.update((w, None) for w in rs)
-            elif chunk.type == "insert":
-                counter.update((None, w) for w in hs)
+        for kind, r, h in alignment(ref, hyp):
+            if kind == "substitute":
+                counter.update(zip(r, h, strict=True))
+            elif kind == "delete":
+                counter.update((w, None) for w in r)
+            elif kind == "insert":
+                counter.update((None, w) for w in h)
     return [
         {"reference": ref, "hypothesis": hyp, "count": n}
         for (ref, hyp), n in counter.most_common(top)

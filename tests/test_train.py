@@ -60,24 +60,8 @@ def corpus(tmp_path_factory) -> Path:
     return out
 
 
-def config(corpus: Path, run_dir: Path, *overrides: str) -> TrainConfig:
-    base = [
-        f"run_dir={run_dir}",
-        f"data.train=[{corpus / 'train.jsonl'}]",
-        f"data.dev=[{corpus / 'dev.jsonl'}]",
-        "data.num_workers=0",
-        "data.max_batch_seconds=12",
-        "optim.lr=3e-3",
-        "optim.warmup_steps=5",
-        "trainer.progress=false",
-        "trainer.tensorboard=false",
-        "trainer.log_every_steps=1",
-        *TINY_MODEL,
-    ]
-    return to_dataclass(compose("train", base + list(overrides)), TrainConfig)
-
-
 def cli_args(corpus: Path, run_dir: Path, *overrides: str) -> list[str]:
+    """Overrides for a fast run of the tiny model on the test corpus (CPU, no workers)."""
     return [
         f"run_dir={run_dir}",
         f"data.train=[{corpus / 'train.jsonl'}]",
@@ -91,6 +75,11 @@ def cli_args(corpus: Path, run_dir: Path, *overrides: str) -> list[str]:
         *TINY_MODEL,
         *overrides,
     ]
+
+
+def config(corpus: Path, run_dir: Path, *overrides: str) -> TrainConfig:
+    args = cli_args(corpus, run_dir, "trainer.log_every_steps=1", *overrides)
+    return to_dataclass(compose("train", args), TrainConfig)
 
 
 pytestmark = requires_synth_tools

@@ -1,0 +1,138 @@
+"""Transcript files: plain text, JSON, SubRip (.srt), WebVTT (.vtt) and Whisper-style TSV.
+
+Every writer takes a :class:`stt.transcribe.Transcript` and a path, and writes atomically (a
+temporary file in the same folder, flushed and renamed), so an interrupted run never leaves a
+half-written file where a complete one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from stt.errors import ConfigError
+
+if TYPE_CHECKING:
+    from stt.transcribe import Transcript
+
+FORMATS = ("txt", "json", "srt", "vtt", "tsv")
+
+
+def format_timestamp(seconds: float, decimal_marker: str = ",") -> str:
+    """``HH:MM:SS,mmm`` (SRT) or, with ``decimal_marker="."``, ``HH:MM:SS.mmm`` (WebVTT)."""
+    ms = max(0, int(round(seconds * 1000)))
+    hours, ms = divmod(ms, 3_600_000)
+    minutes, ms = divmod(ms, 60_000)
+    secs, ms = divmod(ms, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{decimal_marker}{ms:03d}"
+
+
+def _atomic_write(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial")
+    with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+    return path
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def write_txt(transcript: Transcript, path: str | Path) -> Path:
+    """One line per segment (nothing for silence)."""
+    return _atomic_write(path, "".join(f"{_one_line(s.text)}\n" for s in transcript.segments))
+
+
+def write_json(transcript: Transcript, path: str | Path) -> Path:
+    """:meth:`Transcript.to_dict`: text, duration, segments and words (word, start, end,
+    confidence), times in seconds."""
+    text = json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2)
+    return _atomic_write(path, text + "\n")
+
+
+def write_srt(transcript: Transcript, path: str | Path) -> Path:
+    """SubRip: numbered cues from 1, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, blank-line separated."""
+    cues = [
+        f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_one_line(s.text)}\n"
+        for i, s in enumerate(transcript.segments, start=1)
+    ]
+    return _atomic_write(path, "\n".join(cues))
+
+
+def write_vtt(transcript: Transcript, path: str | Path) -> Path:
+    """WebVTT: a ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues."""
+    cues = [
+        f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n"
+        f"{_one_line(s.text)}\n\n"
+        for s in transcript.segments
+    ]
+    return _atomic_write(path, "WEBVTT\n\n" + "".join(cues))
+
+
+def write_tsv(transcript: Transcript, path: str | Path) -> Path:
+    """Like Whisper's: a ``start end text`` header, then one row per segment, times in integer
+    milliseconds, tab-separated."""
+    rows = ["start\tend\ttext\n"] + [
+        f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{_one_line(s.text)}\n"
+        for s in transcript.segments
+    ]
+    return _atomic_write(path, "".join(rows))
+
+
+WRITERS: dict[str, Callable[[Transcript, str | Path], Path]] = {
+    "txt": write_txt,
+    "json": write_json,
+    "srt": write_srt,
+    "vtt": write_vtt,
+    "tsv": write_tsv,
+}
+
+
+def parse_formats(spec: str | None) -> list[str]:
+    """``"srt,vtt"`` or ``"all"`` -> the list of formats; None means all.
+
+    Raises:
+        ConfigError: for an unknown format.
+    """
+    if spec is None:
+        return list(FORMATS)
+    formats: list[str] = []
+    for name in str(spec).split(","):
+        name = name.strip().lower()
+        if name == "all":
+            formats += FORMATS
+        elif name in WRITERS:
+            formats.append(name)
+        elif name:
+            raise ConfigError(f"unknown format {name!r}: choose from {', '.join(FORMATS)}, all")
+    if not formats:
+        raise ConfigError(f"no output format in {spec!r}")
+    return list(dict.fromkeys(formats))
+
+
+def output_stems(paths: Sequence[str | Path]) -> list[str]:
+    """A file name stem (maybe with subfolders) per input, distinct across the inputs: the
+    audio file's stem, or where two inputs share it, their paths below their common folder."""
+    paths = [Path(p).absolute() for p in paths]
+    stems = [p.stem for p in paths]
+    for attempt in ("relative", "with_suffix"):
+        groups: dict[str, list[int]] = {}
+        for i, stem in enumerate(stems):
+            groups.setdefault(stem, []).append(i)
+        clashes = [idx for idx in groups.values() if len(idx) > 1]
+        if not clashes:
+            break
+        for idx in clashes:
+            root = Path(os.path.commonpath([paths[i].parent for i in idx]))
+            for i in idx:
+                rel = paths[i].relative_to(root)
+                stems[i] = (rel.with_suffix("") if attempt == "relative" else rel).as_posix()
+    return stems
