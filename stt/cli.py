@@ -214,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     transcribe.add_argument("--beam-width", type=int, help="beams kept; implies beam search")
     transcribe.add_argument(
-        "--hotwords", nargs="+", metavar="WORD", help="words to favour; implies beam search"
+        "--hotwords",
+        nargs="+",
+        metavar="WORD",
+        help="words to favour (put after the PATHs); implies beam search",
     )
     transcribe.add_argument(
         "--format",
@@ -463,6 +466,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not files:
         return 1
     stems = dict(zip(files, output_stems(files), strict=True))
+    if not args.verbose:  # pyctcdecode logs its alphabet checks at INFO
+        logging.getLogger("pyctcdecode").setLevel(logging.WARNING)
     transcriber = load_model(
         cfg.checkpoint, device=cfg.device, decoder=decoder, **cfg.transcriber_kwargs()
     )

@@ -340,12 +340,13 @@ def plan_windows(
 
 
 @torch.inference_mode()
-def _feature_stats(model: WaveNetCTC, reader, plan: WindowPlan, device) -> tuple:
+def _feature_stats(model: WaveNetCTC, reader, plan: WindowPlan, device, progress: bool) -> tuple:
     """Mean and standard deviation ``(n_mfcc, 1)`` of the raw MFCC over all the audio: what
     the per-utterance normalisation of a whole-file pass would use."""
     mfcc = model.features.mfcc
     count, mean, m2 = 0, None, None
-    for w in plan.without_context().windows():
+    windows = plan.without_context().windows()
+    for w in tqdm(windows, desc="features", unit="window", disable=not progress, leave=False):
         wave = torch.from_numpy(np.ascontiguousarray(reader.read(w.sample_start, w.sample_stop)))
         x = mfcc(wave.to(device)[None].float())[0].double().cpu().numpy()  # (n_mfcc, frames)
         n = x.shape[1]
@@ -386,7 +387,7 @@ def stream_log_probs(
     if model.config.features.normalize:
         reader = open_reader()
         try:
-            stats = _feature_stats(model, reader, plan, device)
+            stats = _feature_stats(model, reader, plan, device, progress)
         finally:
             reader.close()
     frame_seconds = model.frame_ms / 1000
@@ -447,8 +448,8 @@ class _ChunkDecoder:
         self.blank = vocab.blank_id
         self.space = vocab.tokens.index(" ") if " " in vocab else -1
         self.token_min_logp = token_min_logp
-        self.min_pending = max(1, int(min_pending_seconds / frame_seconds))
-        self.max_pending = max(self.min_pending, int(max_pending_seconds / frame_seconds))
+        self.min_pending = max(1.0, min_pending_seconds / frame_seconds)  # frames (inf: never)
+        self.max_pending = max(self.min_pending, max_pending_seconds / frame_seconds)
         self.pause = max(2, int(round(pause_seconds / frame_seconds)))
         self._pending: list[np.ndarray] = []
         self._pending_frames = 0
@@ -668,7 +669,9 @@ class Transcriber:
         with _open_soundfile(path) as handle:
             reader = _FileReader(path, handle)
             samples, align, unknown_length = reader.samples, reader.up, handle.frames < 0
-        if unknown_length or samples <= self._window_samples():
+        if unknown_length:  # no length in the header (rare): decode it all, then as a waveform
+            return self._log_prob_chunks(load_audio(path), progress)
+        if samples <= self._window_samples():
             waveform = load_audio(path)
             return len(waveform) / SAMPLE_RATE, iter(self._whole([waveform])), False
         plan = self._plan(samples, align)

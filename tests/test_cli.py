@@ -8,7 +8,19 @@ from pathlib import Path
 
 import pytest
 
-SUBCOMMANDS = [[], ["synth"], ["data"], ["data", "validate"], ["data", "import"], ["demo"]]
+SUBCOMMANDS = [
+    [],
+    ["synth"],
+    ["data"],
+    ["data", "validate"],
+    ["data", "import"],
+    ["data", "split"],
+    ["train"],
+    ["eval"],
+    ["lm", "build"],
+    ["transcribe"],
+    ["demo"],
+]
 
 
 def stt(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

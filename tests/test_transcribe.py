@@ -242,6 +242,9 @@ def test_long_audio_in_small_windows_equals_one_whole_pass(checkpoint, speech, s
     stitched = np.concatenate(chunks)
     assert stitched.shape == whole_lp.shape
     np.testing.assert_allclose(stitched, whole_lp, atol=1e-4)
+    from_array = list(transcriber.iter_log_probs(load_audio(speech[source])))
+    assert len(from_array) == len(chunks)
+    np.testing.assert_allclose(np.concatenate(from_array), whole_lp, atol=1e-4)
 
     whole = GreedyDecoder(VOCAB).decode(whole_lp, FRAME)
     result = transcriber.transcribe(speech[source])
@@ -314,7 +317,7 @@ def make_frames(spec: str, peak: float = 0.99) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["greedy", "beam"])
 def test_chunked_decoding_cuts_only_between_words(kind):
-    utterance = "__hh_ee_ll_lo_ _wwo_rr_ld__" + "_" * 20 + "tt_h_e_ _e_nn_d" + "_" * 20
+    utterance = "__hh_ee_ll_lo_ _wwo_rr_ld_ " + "_" * 20 + "tt_h_e_ _e_nn_d_ " + "_" * 20
     lp = make_frames(utterance * 6)
     config = DecoderConfig(kind=kind)
     decoder = GreedyDecoder(VOCAB) if kind == "greedy" else BeamSearchDecoder(VOCAB, config, 1)
