@@ -27,6 +27,34 @@ def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) 
     return out.numpy().astype(np.float32, copy=False)
 
 
+_SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+
+
+def _unreadable(path: Path, exc: Exception) -> AudioError:
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return AudioError(f"{path}: unreadable audio ({reason})")
+
+
+def open_audio(path: str | Path) -> sf.SoundFile:
+    """Open an audio file for reading (a context manager), after the checks every reader needs.
+
+    Raises:
+        AudioError: one line naming the file and the problem (missing, a directory, empty,
+            not audio soundfile can read).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes)")
+    try:
+        return sf.SoundFile(str(path))
+    except _SOUNDFILE_ERRORS as exc:
+        raise _unreadable(path, exc) from None
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as a float32 mono waveform at ``sample_rate`` Hz.
 
@@ -38,17 +66,12 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
             zero samples, non-finite values).
     """
     path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
-    try:
-        data, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AudioError(f"{path}: unreadable audio ({reason})") from None
+    with open_audio(path) as handle:
+        try:
+            data = handle.read(dtype="float32", always_2d=True)
+        except _SOUNDFILE_ERRORS as exc:
+            raise _unreadable(path, exc) from None
+        rate = handle.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: audio has zero samples")
     if not np.isfinite(data).all():
@@ -63,20 +86,12 @@ def audio_duration(path: str | Path) -> float:
     Raises:
         AudioError: if the file is missing or its header cannot be read.
     """
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AudioError(f"{path}: unreadable audio ({reason})") from None
-    if info.frames <= 0 or info.samplerate <= 0:
+    with open_audio(path) as handle:
+        frames, rate = handle.frames, handle.samplerate
+    if frames <= 0 or rate <= 0:
         # Some containers (mp3 without a length header) report 0 frames: decode to be sure.
         return len(load_audio(path)) / SAMPLE_RATE
-    return info.frames / info.samplerate
+    return frames / rate
 
 
 def write_flac(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

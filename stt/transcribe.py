@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, resample
+from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, open_audio, resample
 from stt.decoding import DecoderConfig, Word, build_decoder
 from stt.errors import AudioError, ConfigError, ManifestError, STTError
 from stt.inference import infer_log_probs, load_many, pick_device
@@ -136,17 +136,7 @@ def segment_words(
 
 def _open_soundfile(path: Path) -> sf.SoundFile:
     """Open ``path`` for reading; the same one-line errors as :func:`stt.audio.load_audio`."""
-    if not path.exists():
-        raise AudioError(f"{path}: file not found")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: file is empty (0 bytes)")
-    try:
-        handle = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise AudioError(f"{path}: unreadable audio ({reason})") from None
+    handle = open_audio(path)
     if handle.frames == 0:
         handle.close()
         raise AudioError(f"{path}: audio has zero samples")
