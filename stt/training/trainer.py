@@ -71,6 +71,7 @@ class TrainResult:
     dropped_infeasible: int = 0
     skipped_steps: int = 0
     rank_weight_fingerprints: list[str] = field(default_factory=list)
+    wall_minutes: float = 0.0  # this invocation's time (a resumed run counts from its restart)
 
 
 class _Window:
@@ -405,6 +406,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
 
     # Resume -----------------------------------------------------------------------------------
     epoch, position, step, skipped_steps = 0, 0, 0, 0
+    previous_stop = ""  # why a resumed run had stopped, reported again if nothing changed
     last_results: dict[str, dict[str, float]] = {}
     resume_path = resolve_resume(tcfg.resume, run_dir)
     if resume_path is not None:
@@ -416,6 +418,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
         scaler.load_state_dict(state["scaler"])
         stopper.load_state_dict(state["stopper"])
         epoch, position, step = state["epoch"], state["sampler"]["position"], state["step"]
+        if state.get("stop_reason", "").startswith("plateau"):
+            previous_stop = state["stop_reason"]
         skipped_steps = state.get("skipped_steps", 0)
         last_results = state.get("dev_results", {})
         rng = state["rng"]
@@ -506,7 +510,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
         # Checked before each epoch too, so a resumed run that already reached a limit (or a
         # plateau) stops at once, and raising the limit lets it go on.
         if stopper.should_stop:
-            stop_reason = f"plateau already reached (best dev {tcfg.monitor} {stopper.best:.4f})"
+            stop_reason = previous_stop or (
+                f"plateau already reached (best dev {tcfg.monitor} {stopper.best:.4f})"
+            )
         elif epoch >= tcfg.max_epochs:
             stop_reason = f"max_epochs reached ({tcfg.max_epochs})"
         elif tcfg.max_steps and step >= tcfg.max_steps:
@@ -597,6 +603,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
         dropped_infeasible=dropped,
         skipped_steps=skipped_steps,
         rank_weight_fingerprints=fingerprints,
+        wall_minutes=round((time.monotonic() - started) / 60, 2),
     )
     if info.is_main:
         (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
