@@ -339,13 +339,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         base.append(f"out_dir={args.out}")
     if args.decoders:
         base.append(f"decoders=[{','.join(args.decoders)}]")
-    if args.lm:
-        base.append(f"decoder.lm={args.lm}")
-        unigrams = args.lm.parent / "unigrams.txt"
-        if unigrams.exists():
-            base.append(f"decoder.unigrams={unigrams}")
-    if args.beam_width:
-        base.append(f"decoder.beam_width={args.beam_width}")
+    base += beam_overrides(args.lm, args.beam_width)
     if args.strict:
         base.append("strict=true")
     if args.no_progress:
@@ -378,6 +372,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
             print(f"          {name}: WER {100 * f['wer']:.2f}%  CER {100 * f['cer']:.2f}%")
     print(f"report: {cfg.out_dir}/report.md")
     return 0
+
+
+def beam_overrides(lm: Path | None, beam_width: int | None) -> list[str]:
+    """``decoder.*`` overrides for --lm (with the unigram list beside it) and --beam-width."""
+    overrides = []
+    if lm:
+        overrides.append(f"decoder.lm={lm}")
+        unigrams = lm.parent / "unigrams.txt"
+        if unigrams.exists():
+            overrides.append(f"decoder.unigrams={unigrams}")
+    if beam_width:
+        overrides.append(f"decoder.beam_width={beam_width}")
+    return overrides
 
 
 def _yaml_value(value) -> str:
@@ -434,13 +441,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         base.append(f"device={args.device}")
     if args.no_progress:
         base.append("progress=false")
-    if args.lm:
-        base.append(f"decoder.lm={args.lm}")
-        unigrams = args.lm.parent / "unigrams.txt"
-        if unigrams.exists():
-            base.append(f"decoder.unigrams={unigrams}")
-    if args.beam_width:
-        base.append(f"decoder.beam_width={args.beam_width}")
+    base += beam_overrides(args.lm, args.beam_width)
     if args.hotwords:
         quoted = [f'"{w}"' if "'" in w else f"'{w}'" for w in args.hotwords]
         base.append(f"decoder.hotwords=[{','.join(quoted)}]")
