@@ -37,6 +37,11 @@ out = Path("bench/results")
 shutil.copy(run / "curves.png", out / f"train_run_{model}.png")
 result = json.loads((run / "result.json").read_text())
 report = json.loads((run / "eval" / "report.json").read_text())
+record = out / f"train_run_{model}.json"
+if record.exists() and json.loads(record.read_text()).get("steps") == result["step"]:
+    # Nothing new was trained: keep the record of the run (with its notes) as it is.
+    print(f"{record}: already records this run")
+    sys.exit(0)
 greedy = report["decoders"]["greedy"]
 json.dump({
     "run": "scripts/train_reference_run.sh",
@@ -47,6 +52,7 @@ json.dump({
     "dropped_infeasible": result["dropped_infeasible"],
     "skipped_steps": result["skipped_steps"],
     "best_dev_loss": result["best_metric"],
+    "wall_minutes_last_invocation": result.get("wall_minutes"),
     "best_checkpoint_greedy": {n: {"wer": round(f["wer"], 4), "cer": round(f["cer"], 4),
                                    "utterances": f["utterances"], "hours": round(f["hours"], 3)}
                                for n, f in greedy["sets"].items()},

@@ -235,12 +235,18 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the end-to-end demo on the embedded default",
         description=(
-            "Synthesize a few utterances in several accents, then show their manifest, their "
-            "MFCC features and the validation report."
+            "Transcribe the example recordings in examples/ with the shipped model (or --model) "
+            "and print transcripts and WER. Without a model: synthesize a few utterances in "
+            "several accents and show their manifest, MFCC features and validation report."
         ),
         epilog=EPILOG_OVERRIDES,
     )
     demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    demo.add_argument(
+        "--model",
+        type=Path,
+        help="transcribe the examples with this checkpoint (default: the shipped model, if any)",
+    )
     _add_overrides(demo, "synth")
     demo.set_defaults(func=cmd_demo)
     return parser
@@ -467,8 +473,6 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not files:
         return 1
     stems = dict(zip(files, output_stems(files), strict=True))
-    if not args.verbose:  # pyctcdecode logs its alphabet checks at INFO
-        logging.getLogger("pyctcdecode").setLevel(logging.WARNING)
     transcriber = load_model(
         cfg.checkpoint, device=cfg.device, decoder=decoder, **cfg.transcriber_kwargs()
     )
@@ -512,8 +516,12 @@ def cmd_lm_build(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from stt.demo import run_demo
+    from stt.demo import run_demo, run_transcription_demo
+    from stt.transcribe import default_model_path
 
+    if args.model or default_model_path().exists():
+        return run_transcription_demo(args.model)
+    print("(no trained model ships yet: showing the data pipeline; --model CKPT transcribes)\n")
     return run_demo(args.out, list(args.overrides))
 
 
@@ -530,6 +538,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="stt: %(levelname)s: %(message)s",
     )
+    if not args.verbose:  # pyctcdecode narrates every decoder it builds
+        logging.getLogger("pyctcdecode").setLevel(logging.WARNING)
     try:
         return args.func(args)
     except STTError as exc:

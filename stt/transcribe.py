@@ -22,6 +22,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -43,6 +44,13 @@ log = logging.getLogger(__name__)
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "assets" / "default" / "model.pt"
 """Where the default model lives inside the package (used when no checkpoint is given)."""
+
+
+def default_model_path() -> Path:
+    """The default model: ``$STT_DEFAULT_MODEL`` if set (e.g. a model of your own), else the
+    one shipped in the package."""
+    return Path(os.environ.get("STT_DEFAULT_MODEL") or SHIPPED_MODEL)
+
 
 _NORM_EPS = 1e-5  # the eps of stt.features.normalize_per_utterance
 
@@ -763,9 +771,9 @@ def load_model(
     from stt.training.checkpoint import load_model as load_checkpoint_model
 
     if path is None:
-        if not SHIPPED_MODEL.is_file():
+        if not default_model_path().is_file():
             raise ConfigError("no shipped model yet: pass --model CHECKPOINT")
-        path = SHIPPED_MODEL
+        path = default_model_path()
     model, vocab = load_checkpoint_model(path)
     if isinstance(decoder, DecoderConfig):
         config = decoder
