@@ -136,6 +136,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(train, "train")
     train.set_defaults(func=cmd_train)
 
+    finetune = sub.add_parser(
+        "finetune",
+        help="adapt a trained model to new data (e.g. an accent) and report before/after WER",
+        description=(
+            "Fine-tune a checkpoint (init_from=PATH, or init_from=default for the shipped model) "
+            "on new manifests (data.train, data.dev), with the training loop of `stt train`: "
+            "same plateau stop, max_epochs / max_steps / trainer.max_time_minutes, resume. "
+            "The vocabulary is the checkpoint's, grown by characters of the new transcripts it "
+            "lacks (and finetune.extra_chars); the CTC head gains rows for them, old rows kept. "
+            "finetune.freeze_input_proj / finetune.freeze_blocks=N fix the front end and the "
+            "first N blocks; finetune.mix_manifests with finetune.mix_ratio (0.3 = 30% of the "
+            "new data's utterances) mixes original data in. Defaults: optim.lr=5e-4, "
+            "optim.warmup_steps=50. The starting and fine-tuned models are evaluated (greedy) on "
+            "finetune.eval_new and finetune.eval_original; run_dir/finetune_report.json and .md "
+            "compare them. Example: stt finetune init_from=default "
+            "data.train=[accent/adapt.jsonl] data.dev=[accent/dev.jsonl] "
+            "finetune.eval_new=[accent/test.jsonl] finetune.eval_original=[corpus/dev.jsonl] "
+            "finetune.mix_manifests=[corpus/train.jsonl] run_dir=runs/ft"
+        ),
+        epilog=EPILOG_OVERRIDES + " Groups as for `stt train` (the model comes from init_from).",
+    )
+    _add_overrides(finetune, "finetune")
+    finetune.set_defaults(func=cmd_finetune)
+
     evaluate = sub.add_parser(
         "eval",
         help="WER/CER report of a checkpoint on test manifests (greedy and/or beam+LM)",
@@ -329,6 +353,29 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"CER {100 * figures['cer']:.2f}%"
         )
     print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt")
+    return 0
+
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.training.config import TrainConfig
+    from stt.training.finetune import finetune
+
+    cfg = to_dataclass(compose("finetune", list(args.overrides)), TrainConfig)
+    report = finetune(cfg)
+    if not report:  # a DDP rank other than 0
+        return 0
+    print(f"stopped: {report['train']['stop_reason']}")
+    if report["added_chars"]:
+        print(f"characters added: {' '.join(report['added_chars'])}")
+    for group, after in report["after"].items():
+        before = report["before"].get(group, {})
+        print(
+            f"  {group}: WER {100 * before['wer']:.2f}% -> {100 * after['wer']:.2f}%  "
+            f"CER {100 * before['cer']:.2f}% -> {100 * after['cer']:.2f}%"
+        )
+    print(f"checkpoint: {report['checkpoint']}")
+    print(f"report: {cfg.run_dir}/finetune_report.md")
     return 0
 
 

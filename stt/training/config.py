@@ -1,4 +1,5 @@
-"""Dataclasses behind ``conf/train.yaml`` and its groups (model, data, optim, trainer, augment)."""
+"""Dataclasses behind ``conf/train.yaml`` and its groups (model, data, optim, trainer, augment),
+and the ``finetune`` section of ``conf/finetune.yaml``."""
 
 from __future__ import annotations
 
@@ -60,9 +61,25 @@ class TrainerConfig:
 
 
 @dataclass
+class FinetuneConfig:
+    """What ``stt finetune`` adds to training (``conf/finetune.yaml``): a grown vocabulary,
+    frozen early layers, original data mixed in, and before/after evaluation sets."""
+
+    add_new_chars: bool = True  # grow the vocabulary by data.train characters it lacks
+    extra_chars: str = ""  # characters to add even if data.train does not use them
+    freeze_input_proj: bool = True  # the feature front end (MFCC -> channels)
+    freeze_blocks: int = 0  # the first N residual blocks
+    mix_manifests: list[str] = field(default_factory=list)  # original training data
+    mix_ratio: float = 0.3  # mixed-in utterances per epoch, as a fraction of the new ones
+    eval_new: list[str] = field(default_factory=list)  # the new accent's test manifests
+    eval_original: list[str] = field(default_factory=list)  # the original dev manifests
+
+
+@dataclass
 class TrainConfig:
     run_dir: str = "runs/train"
     init_from: str | None = None  # start from this checkpoint's weights (fine-tuning)
+    finetune: FinetuneConfig | None = None  # set by `stt finetune` (conf/finetune.yaml)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -51,6 +51,7 @@ from stt.training.checkpoint import (
     save_checkpoint,
 )
 from stt.training.config import TrainConfig
+from stt.training.finetune import mix_in, prepare_model
 from stt.training.metrics_log import MetricsLogger, plot_curves
 from stt.training.schedule import build_scheduler
 from stt.training.stopping import PlateauStopper
@@ -204,6 +205,8 @@ def build_train_set(
         raise ConfigError("data.train_weights must have one weight per data.train manifest")
     specs = [ManifestSpec(path, weight) for path, weight in zip(data.train, weights, strict=True)]
     utterances = mix_manifests(specs, cfg.trainer.seed)
+    if cfg.finetune is not None:  # original data against forgetting
+        utterances += mix_in(cfg.finetune, len(utterances), cfg.trainer.seed)
     in_range = [u for u in utterances if data.min_duration <= u.duration <= data.max_duration]
     if len(in_range) < len(utterances):
         log.warning(
@@ -356,6 +359,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
     model = WaveNetCTC(cfg.model, len(vocab))
     if cfg.init_from:
         model, vocab = init_from_checkpoint(cfg, model, vocab)
+    if cfg.finetune is not None:  # grow the vocabulary and head, freeze early layers
+        model, vocab = prepare_model(cfg, model, vocab)
     model.to(device)
     if info.is_main:
         log.info("model: %s", model.describe())
@@ -387,7 +392,7 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
 
     # Optimisation -----------------------------------------------------------------------------
     optimizer = torch.optim.AdamW(
-        model.parameters(),
+        [p for p in model.parameters() if p.requires_grad],  # frozen layers stay out
         lr=cfg.optim.lr,
         betas=tuple(cfg.optim.betas),
         weight_decay=cfg.optim.weight_decay,
