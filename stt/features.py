@@ -14,6 +14,8 @@ from torch import nn
 
 from stt.audio import SAMPLE_RATE
 
+NORMALIZE_MODES = ("utterance", "running", "none")
+
 
 @dataclass
 class FeatureConfig:
@@ -26,7 +28,22 @@ class FeatureConfig:
     hop_ms: float = 10.0
     f_min: float = 20.0
     f_max: float | None = 7600.0
-    normalize: bool = True  # per-utterance mean/variance normalisation over time
+    # Mean/variance normalisation over time: "utterance" (whole utterance; True), "running"
+    # (statistics of frames 0..t only, so a stream can compute it exactly) or "none" (False).
+    normalize: bool | str = True
+
+    def __post_init__(self) -> None:
+        if self.normalize_mode not in NORMALIZE_MODES:
+            raise ValueError(
+                f"features.normalize must be one of {', '.join(NORMALIZE_MODES)} "
+                f"(or true/false), not {self.normalize!r}"
+            )
+
+    @property
+    def normalize_mode(self) -> str:
+        if isinstance(self.normalize, bool):
+            return "utterance" if self.normalize else "none"
+        return str(self.normalize)
 
     @property
     def win_length(self) -> int:
@@ -99,8 +116,11 @@ class MFCC(nn.Module):
         frame_mask = (
             torch.arange(feats.shape[-1], device=feats.device)[None, :] < frame_lengths[:, None]
         ).unsqueeze(1)  # (batch, 1, frames)
-        if self.config.normalize:
+        mode = self.config.normalize_mode
+        if mode == "utterance":
             feats = normalize_per_utterance(feats, frame_mask)
+        elif mode == "running":
+            feats = normalize_running(feats)
         return feats * frame_mask, frame_lengths
 
 
@@ -117,3 +137,60 @@ def normalize_per_utterance(
     mean = (feats * mask).sum(dim=-1, keepdim=True) / count
     var = (((feats - mean) * mask) ** 2).sum(dim=-1, keepdim=True) / count
     return (feats - mean) / torch.sqrt(var + eps)
+
+
+def normalize_running(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Normalise frame ``t`` by the mean and variance of frames ``0..t`` of its utterance.
+
+    Causal, so a streaming front end that keeps three running sums (count, sum, sum of squares;
+    see :class:`RunningNormState`) reproduces it exactly. Padding lies after the valid frames and
+    therefore never reaches them. Sums are float64: an hour of frames must not lose precision.
+    """
+    x = feats.double()
+    count = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
+    mean = x.cumsum(dim=-1) / count
+    var = ((x * x).cumsum(dim=-1) / count - mean * mean).clamp(min=0.0)
+    return ((x - mean) / torch.sqrt(var + eps)).to(feats.dtype)
+
+
+class RunningNormState:
+    """The running sums behind :func:`normalize_running`, advanced chunk by chunk for streaming."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = 0
+        self.total: torch.Tensor | None = None  # (batch, n, 1) float64
+        self.total_sq: torch.Tensor | None = None
+
+    def rewind(self, start: int, feats: torch.Tensor) -> RunningNormState:
+        """Step back to frame ``start`` (for overlapping windows), given the raw ``feats`` from
+        ``start`` on, of which the first ``count - start`` were already seen; returns ``self``."""
+        overlap = self.count - start
+        if overlap < 0 or overlap > feats.shape[-1]:
+            raise ValueError(f"cannot rewind from frame {self.count} to {start}")
+        if overlap and self.total is not None:
+            seen = feats[..., :overlap].double()
+            self.total = self.total - seen.sum(dim=-1, keepdim=True)
+            self.total_sq = self.total_sq - (seen * seen).sum(dim=-1, keepdim=True)
+        self.count = start
+        return self
+
+    def __call__(self, feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        """Normalise the next ``(batch, n, frames)`` chunk as the offline pass would."""
+        x = feats.double()
+        if self.total is None:
+            self.total = torch.zeros_like(x[..., :1])
+            self.total_sq = torch.zeros_like(x[..., :1])
+        sums = self.total + x.cumsum(dim=-1)
+        sums_sq = self.total_sq + (x * x).cumsum(dim=-1)
+        count = torch.arange(
+            self.count + 1, self.count + x.shape[-1] + 1, device=x.device, dtype=x.dtype
+        )
+        mean = sums / count
+        var = (sums_sq / count - mean * mean).clamp(min=0.0)
+        if x.shape[-1]:
+            self.total, self.total_sq = sums[..., -1:], sums_sq[..., -1:]
+            self.count += x.shape[-1]
+        return ((x - mean) / torch.sqrt(var + eps)).to(feats.dtype)

@@ -36,6 +36,7 @@ from tqdm import tqdm
 from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, open_audio, resample
 from stt.decoding import DecoderConfig, Word, build_decoder
 from stt.errors import AudioError, ConfigError, ManifestError, STTError
+from stt.features import RunningNormState
 from stt.inference import infer_log_probs, load_many, pick_device
 from stt.model import WaveNetCTC
 from stt.text import Vocabulary
@@ -382,7 +383,9 @@ def stream_log_probs(
     model = model.to(device).eval()
     mfcc = model.features.mfcc
     stats = None
-    if model.config.features.normalize:
+    mode = model.config.features.normalize_mode
+    running = RunningNormState() if mode == "running" else None
+    if mode == "utterance":
         reader = open_reader()
         try:
             stats = _feature_stats(model, reader, plan, device, progress)
@@ -402,6 +405,8 @@ def stream_log_probs(
                 feats = mfcc(x)  # (1, n_mfcc, feat_stop - feat_start)
             if stats is not None:
                 feats = (feats - stats[0]) / stats[1]
+            elif running is not None:
+                feats = running.rewind(w.feat_start, feats)(feats)
             n = w.feat_stop - w.feat_start
             log_probs, _ = model.forward_features(feats, torch.tensor([n], device=device))
             k0 = w.first - w.feat_start // plan.stride

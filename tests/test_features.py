@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from stt.features import MFCC, FeatureConfig
+from stt.features import MFCC, FeatureConfig, RunningNormState, normalize_running
 
 
 def test_output_shape_is_batch_coefficients_frames():
@@ -51,3 +51,39 @@ def test_module_moves_with_the_model_and_is_deterministic(n_mels):
     mfcc = MFCC(FeatureConfig(n_mels=n_mels)).to(torch.float32)
     x = torch.randn(1, 8000)
     torch.testing.assert_close(mfcc(x)[0], mfcc(x)[0])
+
+
+def test_running_normalisation_uses_only_past_frames():
+    mfcc = MFCC(FeatureConfig(normalize="running"))
+    x = torch.randn(1, 32000)
+    full, _ = mfcc(x)
+    head, _ = mfcc(x[:, :16000])  # the first half alone: its frames cannot see the second half
+    n = head.shape[-1]
+    torch.testing.assert_close(full[..., :n], head, atol=1e-5, rtol=1e-5)
+    raw, _ = MFCC(FeatureConfig(normalize="none"))(x)
+    t = n - 1  # frame t is normalised by the statistics of frames 0..t
+    mean, std = raw[..., : t + 1].mean(-1), raw[..., : t + 1].std(-1, unbiased=False)
+    torch.testing.assert_close(full[..., t], (raw[..., t] - mean) / std, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 50])
+def test_running_state_normalises_chunks_exactly_like_the_whole(chunk):
+    raw, _ = MFCC(FeatureConfig(normalize="none"))(torch.randn(2, 24000))
+    whole = normalize_running(raw)
+    state = RunningNormState()
+    parts = [state(raw[..., i : i + chunk]) for i in range(0, raw.shape[-1], chunk)]
+    torch.testing.assert_close(torch.cat(parts, dim=-1), whole, atol=1e-6, rtol=1e-6)
+    assert state.count == raw.shape[-1]
+    # Rewinding over frames already seen (overlapping windows) gives the same result again.
+    again = state.rewind(raw.shape[-1] - 30, raw[..., -30:])(raw[..., -30:])
+    torch.testing.assert_close(again, whole[..., -30:], atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", [True, False, "utterance", "running", "none"])
+def test_normalize_accepts_modes_and_the_old_booleans(value):
+    assert FeatureConfig(normalize=value).normalize_mode in ("utterance", "running", "none")
+
+
+def test_an_unknown_normalize_mode_is_refused():
+    with pytest.raises(ValueError, match="features.normalize"):
+        FeatureConfig(normalize="global")

@@ -24,6 +24,7 @@ from stt.audio import SAMPLE_RATE, load_audio
 from stt.cli import main
 from stt.decoding import BeamSearchDecoder, DecoderConfig, GreedyDecoder, Word
 from stt.errors import AudioError, ConfigError
+from stt.features import FeatureConfig
 from stt.inference import infer_log_probs
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
@@ -256,8 +257,13 @@ def test_long_audio_in_small_windows_equals_one_whole_pass(checkpoint, speech, s
 
 @pytest.mark.parametrize(
     "config",
-    [dict(stride=1, norm="batch"), dict(stride=4, kernel_size=5), dict(causal=True)],
-    ids=["stride1-batchnorm", "stride4", "causal"],
+    [
+        dict(stride=1, norm="batch"),
+        dict(stride=4, kernel_size=5),
+        dict(causal=True),
+        dict(causal=True, features=FeatureConfig(normalize="running")),
+    ],
+    ids=["stride1-batchnorm", "stride4", "causal", "causal-running-norm"],
 )
 def test_stitching_is_exact_for_other_architectures(speech, config):
     model = tiny_model(seed=1, **config)
