@@ -253,6 +253,20 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe.add_argument("--batch-size", type=int, help="files run through the model together")
     transcribe.add_argument("--device", help="cpu, cuda or auto (default cpu)")
     transcribe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    transcribe.add_argument(
+        "--stream",
+        action="store_true",
+        help="live transcription with a causal model (default: the shipped streaming model) of "
+        "one PATH: a file, - (raw s16le 16 kHz mono PCM on stdin) or mic: (the microphone, if "
+        "the sounddevice package is installed); prints the partial text as it changes (one "
+        "updating line on a terminal, else one line per change), then the final text",
+    )
+    transcribe.add_argument(
+        "--chunk-ms", type=float, default=100.0, help="with --stream: audio per step (100 ms)"
+    )
+    transcribe.add_argument(
+        "--realtime", action="store_true", help="with --stream: read a file at real-time pace"
+    )
     transcribe.set_defaults(func=cmd_transcribe, overrides=[])
 
     demo = sub.add_parser(
@@ -485,7 +499,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if args.model:
         base.append(f"checkpoint={args.model}")
     if args.format:
-        base.append(f"format={args.format}")
+        base.append(f"format='{args.format}'")  # quoted: a comma would read as a sweep
     if args.output_dir:
         base.append(f"output_dir={args.output_dir}")
     if args.batch_size:
@@ -513,6 +527,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     out_dir = Path(cfg.output_dir or ".")
     if not paths:
         raise ConfigError("give at least one audio file, folder, glob pattern or manifest")
+    if args.stream:
+        return transcribe_live(args, cfg, decoder, paths, formats, out_dir)
     files, problems = find_audio(paths)
     for problem in problems:
         print(f"stt: error: {problem}", file=sys.stderr)
@@ -542,6 +558,45 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                                file=sys.stderr)  # fmt: skip
                     failed += 1
     return 1 if failed else 0
+
+
+def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir: Path) -> int:
+    """`stt transcribe --stream`: partial results as they change, then the final text."""
+    import shutil
+
+    from stt.audio import SAMPLE_RATE
+    from stt.streaming import audio_chunks, load_streaming_model, paced, transcribe_stream
+    from stt.transcribe import Transcript
+    from stt.writers import WRITERS
+
+    if len(paths) != 1:
+        raise ConfigError("--stream takes one input: a file, - (PCM on stdin) or mic:")
+    if not args.chunk_ms > 0:
+        raise ConfigError(f"--chunk-ms must be positive, got {args.chunk_ms:g}")
+    chunks = audio_chunks(paths[0], max(1, round(args.chunk_ms * SAMPLE_RATE / 1000)))
+    tty = sys.stdout.isatty()
+    transcriber = load_streaming_model(
+        cfg.checkpoint, decoder=decoder, max_pause=cfg.max_pause,
+        max_segment_seconds=cfg.max_segment_seconds, max_segment_words=cfg.max_segment_words,
+    )  # fmt: skip
+    with transcriber:
+        for result in transcribe_stream(transcriber, paced(chunks) if args.realtime else chunks):
+            if isinstance(result, Transcript):
+                break
+            if tty:  # the tail of the text, on one line rewritten in place
+                width = shutil.get_terminal_size().columns - 1
+                print(f"\r\x1b[K{result.text[-width:]}", end="", flush=True)
+            else:
+                print(result.text, flush=True)
+    print(f"\r\x1b[K{result.text}" if tty else result.text, flush=True)
+    stem = {"-": "stdin", "mic:": "microphone"}.get(paths[0], Path(paths[0]).stem)
+    for fmt in formats:
+        target = out_dir / f"{stem}.{fmt}"
+        try:
+            WRITERS[fmt](result, target)
+        except OSError as exc:
+            raise STTError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    return 0
 
 
 def cmd_lm_build(args: argparse.Namespace) -> int:

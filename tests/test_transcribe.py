@@ -497,6 +497,12 @@ def test_cli_writes_all_five_formats_per_file(checkpoint, speech, tmp_path, caps
     assert json.loads((out / "two.json").read_text())["words"]
 
 
+def test_cli_takes_a_comma_separated_list_of_formats(checkpoint, speech, tmp_path):
+    args = ["transcribe", str(speech["u0"]), "--model", str(checkpoint), "--format", "txt,srt"]
+    assert main([*args, "--output-dir", str(tmp_path), "--no-progress"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u0.srt", "u0.txt"]
+
+
 def test_cli_prints_the_transcript_when_writing_no_files(checkpoint, speech, capsys):
     assert main(["transcribe", str(speech["u0"]), "--model", str(checkpoint)]) == 0
     with load_model(checkpoint) as transcriber:

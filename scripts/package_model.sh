@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Package a trained checkpoint as a shipped model: tune the beam decoder's LM weights (alpha,
+# beta) on the synthetic dev set, write fp16 weights + decoder.yaml (+ the LM, or a path to the
+# default's) into ASSETS, and evaluate greedy and beam+LM on the dev and test sets into REPORT.
+# Usage: scripts/package_model.sh CHECKPOINT ASSETS [WORK_DIR=data_cache] [REPORT_DIR]
+#   e.g. scripts/package_model.sh data_cache/runs/causal-gpu/best.pt stt/assets/streaming
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CKPT="$1"
+ASSETS="$2"
+WORK="${3:-data_cache}"
+REPORT="${4:-bench/results/$(basename "$ASSETS")_model}"
+STT=.venv/bin/stt
+PY=.venv/bin/python
+RUN="$(dirname "$CKPT")"
+DEV=("$WORK/synth/dev.jsonl" "$WORK/an4/dev.jsonl" "$WORK/fsdd/dev.jsonl")
+TEST=("$WORK/synth/test.jsonl" examples/references.jsonl)
+
+if [ ! -f "$RUN/decoder.yaml" ] || [ -n "${RETUNE:-}" ]; then  # RETUNE=1 to redo a finished sweep
+  rm -f "$RUN/decoder.yaml"
+  $STT eval "$CKPT" "$WORK/synth/dev.jsonl" --decoders beam --lm "$WORK/lm/lm.bin" \
+    --multirun decoder.alpha=0.3,0.6,0.9 decoder.beta=0.5,1.5,2.5 --out "$RUN/tuning" --no-progress
+fi
+
+mkdir -p "$ASSETS"
+$PY - "$CKPT" "$WORK" "$ASSETS" <<'PY'
+import os, shutil, sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from stt.training.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+ckpt, work, assets = (Path(p) for p in sys.argv[1:])
+state = load_checkpoint(ckpt)
+model, vocab = model_from_checkpoint(state, ckpt)
+small = model_state(model, vocab)
+small["model"] = {k: v.half() if v.is_floating_point() else v for k, v in small["model"].items()}
+small["trained"] = state.get("trained") or {
+    "epoch": state["epoch"], "step": state["step"], "dev": state.get("dev_results")}
+save_checkpoint(assets / "model.pt", small)
+tuned = OmegaConf.load(ckpt.parent / "decoder.yaml")
+default = Path("stt/assets/default")
+if assets.resolve() == default.resolve():
+    shutil.copy(work / "lm" / "lm.bin", assets / "lm.bin")
+    shutil.copy(work / "lm" / "unigrams.txt", assets / "unigrams.txt")
+    tuned.lm, tuned.unigrams = "lm.bin", "unigrams.txt"
+else:  # share the default's LM rather than ship a second copy
+    tuned.lm = os.path.relpath(default / "lm.bin", assets)
+    tuned.unigrams = os.path.relpath(default / "unigrams.txt", assets)
+OmegaConf.save(tuned, assets / "decoder.yaml")
+print(f"packaged into {assets}: " + ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(assets.iterdir())))
+PY
+$STT eval "$ASSETS/model.pt" "${DEV[@]}" "${TEST[@]}" --decoders greedy beam --out "$REPORT" \
+  --no-progress
