@@ -35,3 +35,41 @@ requires_synth_tools = pytest.mark.skipif(
     shutil.which("espeak-ng") is None or shutil.which("flite") is None,
     reason="espeak-ng/flite missing: run scripts/setup.sh",
 )
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: with several threads the synchronisation costs more than the work. Use as
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_corpus(out: Path, sentence: str, seed: int) -> Path:
+    """About 40 s of synthetic speech (train/dev/test) in ``out``: ``sentence`` is a template
+    with ``{a}`` and ``{b}`` filled from four adjectives x five animals."""
+    from stt.data.synth import SynthConfig, synthesize_corpus
+
+    text = out / "sentences.txt"
+    lines = [
+        sentence.format(a=a, b=b)
+        for a in ("small", "big", "old", "young")
+        for b in ("dog", "cat", "bird", "horse", "cow")
+    ]
+    text.write_text("\n".join(lines) + "\n")
+    synthesize_corpus(
+        SynthConfig(
+            out_dir=str(out),
+            hours=0.012,
+            seed=seed,
+            text_files=[str(text)],
+            use_debian_text=False,
+            sentence_fractions={"dev": 0.2, "test": 0.2},
+            progress=False,
+        )
+    )
+    return out

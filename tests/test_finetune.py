@@ -13,14 +13,13 @@ import torch
 from stt.config import compose, to_dataclass
 from stt.data.dataset import SpeechDataset, filter_feasible
 from stt.data.manifest import read_manifest, write_manifest
-from stt.data.synth import SynthConfig, synthesize_corpus
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
 from stt.training.checkpoint import load_checkpoint, load_model
 from stt.training.config import FinetuneConfig, TrainConfig
 from stt.training.finetune import finetune, grow_head, mix_in, new_characters
 from stt.training.trainer import train
-from tests.conftest import requires_synth_tools
+from tests.conftest import requires_synth_tools, tiny_corpus
 
 TINY_MODEL = [
     "model.channels=16",
@@ -99,27 +98,7 @@ def test_mix_in_draws_a_seeded_share_of_the_original_data(tmp_path):
 def corpus(tmp_path_factory) -> Path:
     """About 40 s of synthetic speech in train/dev/test splits."""
     out = tmp_path_factory.mktemp("ft-corpus")
-    text = out / "sentences.txt"
-    text.write_text(
-        "\n".join(
-            f"the {a} {b} sat by the cafe near the river"
-            for a in ("small", "big", "old", "young")
-            for b in ("dog", "cat", "bird", "horse", "cow")
-        )
-        + "\n"
-    )
-    synthesize_corpus(
-        SynthConfig(
-            out_dir=str(out),
-            hours=0.012,
-            seed=3,
-            text_files=[str(text)],
-            use_debian_text=False,
-            sentence_fractions={"dev": 0.2, "test": 0.2},
-            progress=False,
-        )
-    )
-    return out
+    return tiny_corpus(out, "the {a} {b} sat by the cafe near the river", seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -35,12 +35,7 @@ VOCAB = Vocabulary.default()
 FRAME = 0.02  # seconds per output frame (stride 2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def causal_model(seed: int = 0, **overrides) -> WaveNetCTC:

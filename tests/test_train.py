@@ -15,13 +15,12 @@ import torch
 
 from stt.config import compose, to_dataclass
 from stt.data.manifest import Utterance, read_manifest, write_manifest
-from stt.data.synth import SynthConfig, synthesize_corpus
 from stt.training.checkpoint import CheckpointError, load_checkpoint, load_model
 from stt.training.config import TrainConfig
 from stt.training.metrics_log import read_metrics
 from stt.training.stopping import PlateauStopper
 from stt.training.trainer import train, weights_fingerprint
-from tests.conftest import requires_synth_tools
+from tests.conftest import requires_synth_tools, tiny_corpus
 
 TINY_MODEL = [
     "model.channels=16",
@@ -37,27 +36,7 @@ TINY_MODEL = [
 def corpus(tmp_path_factory) -> Path:
     """About 40 s of synthetic speech in train and dev splits."""
     out = tmp_path_factory.mktemp("train-corpus")
-    text = out / "sentences.txt"
-    text.write_text(
-        "\n".join(
-            f"the {a} {b} went to the market on a sunny day"
-            for a in ("small", "big", "old", "young")
-            for b in ("dog", "cat", "bird", "horse", "cow")
-        )
-        + "\n"
-    )
-    synthesize_corpus(
-        SynthConfig(
-            out_dir=str(out),
-            hours=0.012,
-            seed=2,
-            text_files=[str(text)],
-            use_debian_text=False,
-            sentence_fractions={"dev": 0.2, "test": 0.2},
-            progress=False,
-        )
-    )
-    return out
+    return tiny_corpus(out, "the {a} {b} went to the market on a sunny day", seed=2)
 
 
 def cli_args(corpus: Path, run_dir: Path, *overrides: str) -> list[str]:

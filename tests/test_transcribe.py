@@ -46,13 +46,7 @@ FRAME = 0.02  # seconds per output frame of the stride-2 models below
 requires_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: with several threads the synchronisation costs more than the work."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(seed: int = 0, **overrides) -> WaveNetCTC:
