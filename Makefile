@@ -18,3 +18,9 @@ lint: setup-dev
 
 bench: setup-dev
 	.venv/bin/python scripts/bench_synth.py
+
+# stt next to pocketsphinx (installed here as the `peer` extra, for this benchmark only).
+.PHONY: bench-peer
+bench-peer:
+	bash scripts/setup.sh peer
+	.venv/bin/python scripts/bench_peer.py

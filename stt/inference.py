@@ -3,6 +3,7 @@
 Shared by evaluation and transcription: utterances are sorted by length and cut into batches of
 at most ``max_batch_seconds`` of padded audio (little padding, bounded memory), run under
 ``torch.inference_mode``, and returned in the caller's order with only their valid frames.
+The model runs as its fused inference copy (:mod:`stt.fusion`: same log-probs, less work).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.data.sampler import make_batches
 from stt.errors import AudioError
+from stt.fusion import fused_for_inference
 from stt.model import WaveNetCTC
 
 
@@ -59,10 +61,14 @@ def infer_log_probs(
     progress: bool = False,
     desc: str = "inference",
     timing: InferenceTiming | None = None,
+    fuse: bool = True,
 ) -> list[np.ndarray]:
-    """Log-probs ``(frames, vocab)`` float32 for each 16 kHz waveform, in input order."""
+    """Log-probs ``(frames, vocab)`` float32 for each 16 kHz waveform, in input order.
+
+    ``fuse``: run :func:`stt.fusion.fused_for_inference`'s copy of the model (False: the model
+    as it is, e.g. to measure what fusion gains)."""
     device = torch.device(device)
-    model = model.to(device).eval()
+    model = fused_for_inference(model, device) if fuse else model.to(device).eval()
     durations = [len(w) / SAMPLE_RATE for w in waveforms]
     order = sorted(range(len(waveforms)), key=durations.__getitem__)
     batches = make_batches(durations, max_batch_seconds, order)

@@ -17,7 +17,13 @@ from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
 from stt.training.checkpoint import load_checkpoint, load_model
 from stt.training.config import FinetuneConfig, TrainConfig
-from stt.training.finetune import finetune, grow_head, mix_in, new_characters
+from stt.training.finetune import (
+    finetune,
+    freeze_norm_statistics,
+    grow_head,
+    mix_in,
+    new_characters,
+)
 from stt.training.trainer import train
 from tests.conftest import requires_synth_tools, tiny_corpus
 
@@ -58,6 +64,20 @@ def test_growing_the_head_keeps_the_old_rows_exactly_and_adds_quiet_new_ones():
     assert torch.all(model.head.out.bias[n:] < old_bias[1:].mean())
     log_probs, _ = model(torch.randn(1, 8000))
     assert log_probs.shape[-1] == len(bigger)
+
+
+def test_frozen_norm_statistics_stay_put_while_their_scale_and_shift_train():
+    model = tiny_model(Vocabulary.default())  # batch norm by default
+    assert freeze_norm_statistics(model) == len(model.blocks) + 1  # and the head's
+    norm = model.blocks[0].norm
+    before = {k: v.clone() for k, v in norm.state_dict().items() if "running" in k}
+    model.train()  # what the training loop does every epoch
+    log_probs, _ = model(torch.randn(2, 8000) * 3.0 + 0.5)
+    log_probs.logsumexp(-1).sum().backward()  # any loss: gradients must reach the affine terms
+    after = {k: v for k, v in norm.state_dict().items() if "running" in k}
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not norm.training and model.training
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in norm.parameters())
 
 
 def test_new_characters_come_from_the_training_transcripts_and_extra_chars(tmp_path):

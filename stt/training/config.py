@@ -69,6 +69,9 @@ class FinetuneConfig:
     extra_chars: str = ""  # characters to add even if data.train does not use them
     freeze_input_proj: bool = True  # the feature front end (MFCC -> channels)
     freeze_blocks: int = 0  # the first N residual blocks
+    # Batch-norm layers keep the base model's running statistics (their scale and shift still
+    # train): a few minutes of one accent must not redefine "normal" for all the speech it knew.
+    freeze_norm_stats: bool = True
     mix_manifests: list[str] = field(default_factory=list)  # original training data
     mix_ratio: float = 0.3  # mixed-in utterances per epoch, as a fraction of the new ones
     eval_new: list[str] = field(default_factory=list)  # the new accent's test manifests

@@ -21,7 +21,7 @@ from torch import nn
 
 from stt.data.manifest import Utterance, read_manifest
 from stt.errors import ConfigError
-from stt.model import WaveNetCTC
+from stt.model import MaskedBatchNorm1d, WaveNetCTC
 from stt.text import Vocabulary
 from stt.training.config import FinetuneConfig, TrainConfig
 
@@ -109,6 +109,16 @@ def freeze(model: WaveNetCTC, ft: FinetuneConfig) -> list[str]:
     return list(modules)
 
 
+def freeze_norm_statistics(model: WaveNetCTC) -> int:
+    """Keep every batch norm on its running statistics (eval mode) while its affine parameters
+    still train; returns how many layers that is."""
+    norms = [m for m in model.modules() if isinstance(m, MaskedBatchNorm1d)]
+    for module in norms:
+        module.eval()
+        module.register_forward_pre_hook(_keep_in_eval_mode)
+    return len(norms)
+
+
 def prepare_model(
     cfg: TrainConfig, model: WaveNetCTC, vocab: Vocabulary
 ) -> tuple[WaveNetCTC, Vocabulary]:
@@ -123,6 +133,8 @@ def prepare_model(
     frozen = freeze(model, ft)
     if frozen:
         log.info("frozen: %s", ", ".join(frozen))
+    if ft.freeze_norm_stats and (n := freeze_norm_statistics(model)):
+        log.info("batch-norm statistics kept from the base model (%d layers)", n)
     return model, vocab
 
 
