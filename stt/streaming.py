@@ -26,7 +26,7 @@ Memory is constant over time: the encoder's caches have fixed sizes (:meth:`stat
 greedy decoder behind the partial results keeps the words decoded so far (the transcript itself)
 and the log-probs of the word being spoken, nothing else. A beam-search final transcript needs
 the log-probs of undecoded frames: they are decoded piecewise at safe cuts (pauses between
-words, see :class:`stt.transcribe._ChunkDecoder`), so at most ``max_pending_seconds`` are kept.
+words, see :class:`stt.transcribe.ChunkDecoder`), so at most ``max_pending_seconds`` are kept.
 With a greedy decoder (``decoder.kind=greedy``) no log-probs are kept beyond the open word's,
 which suits endless streams (end each utterance with :meth:`StreamingTranscriber.finish` or
 :meth:`~StreamingTranscriber.reset` so the transcript does not grow forever).
@@ -63,11 +63,11 @@ from stt.features import RunningNormState
 from stt.model import ChannelLayerNorm, NoNorm, WaveNetCTC
 from stt.text import Vocabulary
 from stt.transcribe import (
+    ChunkDecoder,
+    FileReader,
     Transcript,
-    _ChunkDecoder,
-    _decoder_config,
-    _FileReader,
-    _open_soundfile,
+    decoder_config,
+    open_soundfile,
     segment_words,
 )
 
@@ -530,7 +530,7 @@ class StreamingTranscriber:
         self._chunks = None
         if self._beam is not None:
             c = self.decoder_config
-            self._chunks = _ChunkDecoder(
+            self._chunks = ChunkDecoder(
                 self._beam, self.vocab, self.frame_seconds, beam=True,
                 token_min_logp=c.token_min_logp, min_pending_seconds=self._pending[0],
                 max_pending_seconds=self._pending[1],
@@ -611,7 +611,7 @@ def load_streaming_model(
     if isinstance(decoder, DecoderConfig):
         config = decoder
     else:
-        config = _decoder_config({**load_tuned_decoder(path), **(decoder or {})})
+        config = decoder_config({**load_tuned_decoder(path), **(decoder or {})})
     return StreamingTranscriber(model, vocab, config, name=str(path), **kwargs)
 
 
@@ -628,13 +628,13 @@ def file_chunks(path: str | Path, chunk_samples: int) -> Iterator[np.ndarray]:
         AudioError: the file is missing, empty or unreadable.
     """
     path = Path(path)
-    with _open_soundfile(path) as handle:
+    with open_soundfile(path) as handle:
         if handle.frames < 0:  # no length in the header (rare): decode it all
             waveform = load_audio(path)
             for start in range(0, len(waveform), max(1, chunk_samples)):
                 yield waveform[start : start + max(1, chunk_samples)]
             return
-        reader = _FileReader(path, handle)
+        reader = FileReader(path, handle)
         step = -(-max(1, chunk_samples) // reader.up) * reader.up  # resampler alignment
         for start in range(0, reader.samples, step):
             yield reader.read(start, min(start + step, reader.samples)).copy()

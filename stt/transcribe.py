@@ -13,7 +13,7 @@ The single non-local step, the per-utterance MFCC normalisation, uses statistics
 the whole file in a first, cheap pass (features only). Files at other sample rates are resampled
 window by window, each window read with enough extra native samples that the resampler's filter
 sees what it would see in the whole file. Decoding follows the stitched frames, cut at frames
-where no word can straddle the cut (see :class:`_ChunkDecoder`), so memory stays bounded by the
+where no word can straddle the cut (see :class:`ChunkDecoder`), so memory stays bounded by the
 window size whatever the file's length.
 """
 
@@ -143,7 +143,7 @@ def segment_words(
 # ---------------------------------------------------------------------------------------------
 
 
-def _open_soundfile(path: Path) -> sf.SoundFile:
+def open_soundfile(path: Path) -> sf.SoundFile:
     """Open ``path`` for reading; the same one-line errors as :func:`stt.audio.load_audio`."""
     handle = open_audio(path)
     if handle.frames == 0:
@@ -168,7 +168,7 @@ class _ArrayReader:
         pass
 
 
-class _FileReader:
+class FileReader:
     """16 kHz mono samples of a file, read front to back in windows whose starts never decrease.
 
     Holds only the native-rate samples of the current window (plus resampling context). For a
@@ -422,7 +422,7 @@ def stream_log_probs(
 # ---------------------------------------------------------------------------------------------
 
 
-class _ChunkDecoder:
+class ChunkDecoder:
     """Decodes a stream of log-prob chunks in pieces cut where no word can straddle the cut.
 
     Greedy cuts are exact: a cut after frame ``t - 1`` is taken only where the last character
@@ -642,9 +642,9 @@ class Transcriber:
     def _window_samples(self) -> int:
         return int(self.window_seconds * SAMPLE_RATE)
 
-    def _chunk_decoder(self, streamed: bool) -> _ChunkDecoder:
+    def _chunk_decoder(self, streamed: bool) -> ChunkDecoder:
         c = self.decoder_config
-        return _ChunkDecoder(
+        return ChunkDecoder(
             self.decoder, self.vocab, self.frame_seconds, beam=c.kind == "beam",
             token_min_logp=c.token_min_logp,
             min_pending_seconds=self.window_seconds / 2 if streamed else math.inf,
@@ -669,8 +669,8 @@ class Transcriber:
             )
             return duration, chunks, True
         path = Path(audio)
-        with _open_soundfile(path) as handle:
-            reader = _FileReader(path, handle)
+        with open_soundfile(path) as handle:
+            reader = FileReader(path, handle)
             samples, align, unknown_length = reader.samples, reader.up, handle.frames < 0
         if unknown_length:  # no length in the header (rare): decode it all, then as a waveform
             return self._log_prob_chunks(load_audio(path), progress)
@@ -679,8 +679,8 @@ class Transcriber:
             return len(waveform) / SAMPLE_RATE, iter(self._whole([waveform])), False
         plan = self._plan(samples, align)
 
-        def open_reader() -> _FileReader:
-            return _FileReader(path, _open_soundfile(path))
+        def open_reader() -> FileReader:
+            return FileReader(path, open_soundfile(path))
 
         chunks = stream_log_probs(self.model, open_reader, plan, self.device, progress)
         return samples / SAMPLE_RATE, chunks, True
@@ -711,13 +711,13 @@ class Transcriber:
         short, errors = [], {}
         for i, path in enumerate(paths):
             try:
-                handle = _open_soundfile(path)
+                handle = open_soundfile(path)
             except AudioError as exc:
                 errors[i] = exc
                 continue
             with handle:
                 unknown_length = handle.frames < 0
-                if unknown_length or _FileReader(path, handle).samples <= self._window_samples():
+                if unknown_length or FileReader(path, handle).samples <= self._window_samples():
                     short.append(i)
         loaded = dict(zip(short, load_many([paths[i] for i in short]), strict=True))
         ok = [i for i in short if not isinstance(loaded[i], AudioError)]
@@ -740,7 +740,7 @@ class Transcriber:
                     yield path, exc
 
 
-def _decoder_config(settings: dict[str, Any]) -> DecoderConfig:
+def decoder_config(settings: dict[str, Any]) -> DecoderConfig:
     known = {f.name for f in fields(DecoderConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -783,7 +783,7 @@ def load_model(
     if isinstance(decoder, DecoderConfig):
         config = decoder
     else:
-        config = _decoder_config({**load_tuned_decoder(path), **(decoder or {})})
+        config = decoder_config({**load_tuned_decoder(path), **(decoder or {})})
     return Transcriber(model, vocab, config, device=device, **kwargs)
 
 

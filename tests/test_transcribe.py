@@ -30,9 +30,9 @@ from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
 from stt.training.checkpoint import model_state, save_checkpoint
 from stt.transcribe import (
+    ChunkDecoder,
     Transcriber,
     Transcript,
-    _ChunkDecoder,
     find_audio,
     load_model,
     plan_windows,
@@ -322,7 +322,7 @@ def test_chunked_decoding_cuts_only_between_words(kind):
     config = DecoderConfig(kind=kind)
     decoder = GreedyDecoder(VOCAB) if kind == "greedy" else BeamSearchDecoder(VOCAB, config, 1)
     whole = decoder.decode(lp, FRAME)
-    chunked = _ChunkDecoder(
+    chunked = ChunkDecoder(
         decoder, VOCAB, FRAME, beam=kind == "beam", min_pending_seconds=0.3,
         max_pending_seconds=10.0,
     )  # fmt: skip
@@ -341,7 +341,7 @@ def test_chunked_decoding_cuts_only_between_words(kind):
 
 def test_chunked_decoding_holds_a_bounded_number_of_frames_without_word_breaks():
     lp = make_frames("ab" * 3000)  # one endless word
-    chunked = _ChunkDecoder(
+    chunked = ChunkDecoder(
         GreedyDecoder(VOCAB), VOCAB, FRAME, beam=False, min_pending_seconds=1.0,
         max_pending_seconds=4.0,
     )  # fmt: skip
