@@ -143,18 +143,15 @@ def normalize_running(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Normalise frame ``t`` by the mean and variance of frames ``0..t`` of its utterance.
 
     Causal, so a streaming front end that keeps three running sums (count, sum, sum of squares;
-    see :class:`RunningNormState`) reproduces it exactly. Padding lies after the valid frames and
-    therefore never reaches them. Sums are float64: an hour of frames must not lose precision.
+    see :class:`RunningNormState`) reproduces it exactly: this is that state run over the whole
+    utterance at once. Padding lies after the valid frames and therefore never reaches them.
     """
-    x = feats.double()
-    count = torch.arange(1, x.shape[-1] + 1, device=x.device, dtype=x.dtype)
-    mean = x.cumsum(dim=-1) / count
-    var = ((x * x).cumsum(dim=-1) / count - mean * mean).clamp(min=0.0)
-    return ((x - mean) / torch.sqrt(var + eps)).to(feats.dtype)
+    return RunningNormState()(feats, eps)
 
 
 class RunningNormState:
-    """The running sums behind :func:`normalize_running`, advanced chunk by chunk for streaming."""
+    """The running sums behind :func:`normalize_running`, advanced chunk by chunk for streaming.
+    Sums are float64: an hour of frames must not lose precision."""
 
     def __init__(self) -> None:
         self.reset()

@@ -66,8 +66,8 @@ from stt.transcribe import (
     ChunkDecoder,
     FileReader,
     Transcript,
-    decoder_config,
     open_soundfile,
+    resolve_decoder,
     segment_words,
 )
 
@@ -597,7 +597,6 @@ def load_streaming_model(
             decoder settings.
         CheckpointError: the checkpoint is missing or unreadable.
     """
-    from stt.evaluate import load_tuned_decoder
     from stt.training.checkpoint import load_model as load_checkpoint_model
 
     if path is None:
@@ -608,10 +607,7 @@ def load_streaming_model(
                 "(trained with `stt train model=causal`)"
             )
     model, vocab = load_checkpoint_model(path)
-    if isinstance(decoder, DecoderConfig):
-        config = decoder
-    else:
-        config = decoder_config({**load_tuned_decoder(path), **(decoder or {})})
+    config = resolve_decoder(path, decoder)
     return StreamingTranscriber(model, vocab, config, name=str(path), **kwargs)
 
 

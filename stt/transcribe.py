@@ -740,7 +740,17 @@ class Transcriber:
                     yield path, exc
 
 
-def decoder_config(settings: dict[str, Any]) -> DecoderConfig:
+def resolve_decoder(checkpoint: str | Path, decoder: DecoderConfig | dict | None) -> DecoderConfig:
+    """A ``DecoderConfig`` as given, or a dict of settings (or None) laid over the tuned
+    ``decoder.yaml`` beside ``checkpoint``."""
+    from stt.evaluate import load_tuned_decoder
+
+    if isinstance(decoder, DecoderConfig):
+        return decoder
+    return _decoder_config({**load_tuned_decoder(checkpoint), **(decoder or {})})
+
+
+def _decoder_config(settings: dict[str, Any]) -> DecoderConfig:
     known = {f.name for f in fields(DecoderConfig)}
     unknown = sorted(set(settings) - known)
     if unknown:
@@ -772,7 +782,6 @@ def load_model(
         ConfigError: no path and no shipped model, or bad decoder settings.
         CheckpointError: the checkpoint is missing or unreadable.
     """
-    from stt.evaluate import load_tuned_decoder
     from stt.training.checkpoint import load_model as load_checkpoint_model
 
     if path is None:
@@ -780,11 +789,7 @@ def load_model(
             raise ConfigError("no shipped model yet: pass --model CHECKPOINT")
         path = default_model_path()
     model, vocab = load_checkpoint_model(path)
-    if isinstance(decoder, DecoderConfig):
-        config = decoder
-    else:
-        config = decoder_config({**load_tuned_decoder(path), **(decoder or {})})
-    return Transcriber(model, vocab, config, device=device, **kwargs)
+    return Transcriber(model, vocab, resolve_decoder(path, decoder), device=device, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
