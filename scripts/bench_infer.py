@@ -44,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from machine import RESULTS_DIR, write_results  # noqa: E402
+from machine import RESULTS_DIR, load_average, write_results  # noqa: E402
 
 from stt.audio import SAMPLE_RATE  # noqa: E402
 from stt.data.manifest import read_manifest  # noqa: E402
@@ -92,10 +92,6 @@ def load_test_set(manifest: Path, limit: int | None) -> tuple[list, list[np.ndar
     if len(keep) < len(utterances):
         print(f"{manifest}: {len(utterances) - len(keep)} unreadable audio files skipped")
     return [utterances[i] for i in keep], [loaded[i] for i in keep]
-
-
-def load_average() -> float:
-    return round(os.getloadavg()[0], 2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -45,8 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from bench_infer import command_line, load_average, load_test_set, time_end_to_end  # noqa: E402
-from machine import write_results  # noqa: E402
+from bench_infer import command_line, load_test_set, time_end_to_end  # noqa: E402
+from machine import load_average, write_results  # noqa: E402
 
 from stt.audio import SAMPLE_RATE  # noqa: E402
 from stt.decoding import DecoderConfig, build_decoder  # noqa: E402

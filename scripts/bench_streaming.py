@@ -24,7 +24,6 @@ initialised model of ``conf/model/causal.yaml``, and says so in the results.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from machine import write_results  # noqa: E402
+from machine import load_average, write_results  # noqa: E402
 
 from stt.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from stt.decoding import DecoderConfig, GreedyDecoder  # noqa: E402
@@ -158,7 +157,7 @@ def main() -> None:
     waveform = np.tile(speech, repeats)[: int(args.seconds * SAMPLE_RATE)]
     rf_seconds = model.receptive_field_seconds
     context = int(round(rf_seconds * SAMPLE_RATE))
-    load_before = os.getloadavg()
+    load_before = load_average()
 
     rows = []
     for chunk_ms in CHUNKS_MS:
@@ -207,7 +206,7 @@ def main() -> None:
             "audio": f"examples/*.flac with 0.3 s pauses, repeated to {args.seconds:g} s",
             "torch_threads": args.threads,
             "streaming_step_threads": 1,
-            "load_average_before_after": [round(load_before[0], 2), round(os.getloadavg()[0], 2)],
+            "load_average_before_after": [load_before, load_average()],
             "notes": [
                 "cached: StreamingTranscriber.accept per chunk (MFCC, cached encoder, greedy "
                 "partial); it runs each step on 1 torch thread (StreamingEncoder threads=1); "

@@ -21,6 +21,11 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def load_average() -> float:
+    """The 1-minute load average: how busy the shared machine was around a measurement."""
+    return round(os.getloadavg()[0], 2)
+
+
 def describe_machine() -> dict:
     import torch
 

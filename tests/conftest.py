@@ -49,6 +49,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+# A model small enough to train for a few steps in seconds: Hydra overrides of `stt train`.
+TINY_MODEL = [
+    "model.channels=16",
+    "model.kernel_size=3",
+    "model.dilations=[1,2,4]",
+    "model.stacks=1",
+    "model.head_channels=16",
+    "model.dropout=0.1",
+]
+
+
 def tiny_corpus(out: Path, sentence: str, seed: int) -> Path:
     """About 40 s of synthetic speech (train/dev/test) in ``out``: ``sentence`` is a template
     with ``{a}`` and ``{b}`` filled from four adjectives x five animals."""

@@ -25,16 +25,8 @@ from stt.training.finetune import (
     new_characters,
 )
 from stt.training.trainer import train
-from tests.conftest import requires_synth_tools, tiny_corpus
+from tests.conftest import TINY_MODEL, requires_synth_tools, tiny_corpus
 
-TINY_MODEL = [
-    "model.channels=16",
-    "model.kernel_size=3",
-    "model.dilations=[1,2,4]",
-    "model.stacks=1",
-    "model.head_channels=16",
-    "model.dropout=0.1",
-]
 FAST = [
     "data.num_workers=0",
     "data.max_batch_seconds=12",

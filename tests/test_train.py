@@ -20,16 +20,7 @@ from stt.training.config import TrainConfig
 from stt.training.metrics_log import read_metrics
 from stt.training.stopping import PlateauStopper
 from stt.training.trainer import train, weights_fingerprint
-from tests.conftest import requires_synth_tools, tiny_corpus
-
-TINY_MODEL = [
-    "model.channels=16",
-    "model.kernel_size=3",
-    "model.dilations=[1,2,4]",
-    "model.stacks=1",
-    "model.head_channels=16",
-    "model.dropout=0.1",
-]
+from tests.conftest import TINY_MODEL, requires_synth_tools, tiny_corpus
 
 
 @pytest.fixture(scope="module")
