@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stt.cli import main
 from stt.config import compose, to_dataclass
 from stt.data.dataset import SpeechDataset, filter_feasible
 from stt.data.manifest import read_manifest, write_manifest
@@ -18,7 +19,6 @@ from stt.text import Vocabulary
 from stt.training.checkpoint import load_checkpoint, load_model
 from stt.training.config import FinetuneConfig, TrainConfig
 from stt.training.finetune import (
-    finetune,
     freeze_norm_statistics,
     grow_head,
     mix_in,
@@ -140,7 +140,7 @@ def accented(corpus: Path, split: str, out: Path) -> Path:
 
 @requires_synth_tools
 def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
-    corpus, base_model, tmp_path
+    corpus, base_model, tmp_path, capsys
 ):
     new = tmp_path / "accent"
     for split in ("train", "dev", "test"):
@@ -162,12 +162,13 @@ def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
     ]
     cfg = to_dataclass(compose("finetune", args), TrainConfig)
     assert cfg.optim.lr == 5e-4 and cfg.optim.warmup_steps == 50
-    report = finetune(cfg)
+    assert main(["finetune", *args]) == 0  # the command line runs what finetune(cfg) does
+    printed = capsys.readouterr().out
+    assert "characters added: é" in printed and f"{run_dir}/finetune_report.md" in printed
 
     start = load_checkpoint(base_model)
     end = load_checkpoint(run_dir / "best.pt")
     assert end["vocab"]["tokens"] == start["vocab"]["tokens"] + ["é"]
-    assert report["added_chars"] == ["é"]
     for name, tensor in start["model"].items():
         if name.startswith(("input_proj.", "blocks.0.")):
             assert torch.equal(end["model"][name], tensor), name
@@ -180,6 +181,7 @@ def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
     assert "é" in vocab and model.head.out.out_channels == len(vocab)
 
     saved = json.loads((run_dir / "finetune_report.json").read_text())
+    assert saved["added_chars"] == ["é"]
     for when in ("before", "after"):
         for group in ("new", "original"):
             assert set(saved[when][group]) == {"wer", "cer"}

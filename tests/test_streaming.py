@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import io
 import sys
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+import stt.streaming as streaming_module
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.cli import main
 from stt.decoding import BeamSearchDecoder, DecoderConfig, GreedyDecoder
@@ -342,6 +344,26 @@ def test_cli_stream_prints_partials_then_the_final_greedy_text(checkpoint, model
     partials = lines[:-1]
     assert len(partials) >= 3 and len(set(partials)) == len(partials)  # one line per change
     assert all(expected.startswith(p) for p in partials)
+
+
+def test_cli_stream_realtime_paces_the_file_to_the_wall_clock(
+    checkpoint, model, speech, tmp_path, monkeypatch, capsys
+):
+    path = tmp_path / "speech.wav"
+    sf.write(path, speech, SAMPLE_RATE)
+    expected = GreedyDecoder(VOCAB).decode(offline(model, load_audio(path)), FRAME).text
+    waits: list[float] = []  # the sleeps asked for, not slept: the test stays fast
+    monkeypatch.setattr(streaming_module.time, "sleep", waits.append)
+    started = time.monotonic()
+    args = ["transcribe", str(path), "--stream", "--realtime", "--model", str(checkpoint)]
+    assert main(args) == 0
+    elapsed = time.monotonic() - started
+    assert capsys.readouterr().out.splitlines()[-1] == expected
+    duration = len(speech) / SAMPLE_RATE
+    assert len(waits) >= round(duration / 0.1) - 1  # 100 ms chunks, each held back
+    # The last chunk is released when its audio would have ended: the file's duration after
+    # the start, less the time the run itself took.
+    assert duration - elapsed - 0.01 <= max(waits) <= duration
 
 
 def test_cli_stream_reads_raw_pcm_on_stdin(checkpoint, model, speech, monkeypatch, capsys):
