@@ -182,6 +182,7 @@ def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
 
     saved = json.loads((run_dir / "finetune_report.json").read_text())
     assert saved["added_chars"] == ["é"]
+    assert saved["frozen"] == {"input_proj": True, "blocks": 1, "norm_stats": True}
     for when in ("before", "after"):
         for group in ("new", "original"):
             assert set(saved[when][group]) == {"wer", "cer"}

@@ -238,7 +238,11 @@ def finetune(cfg: TrainConfig) -> dict:
         "init_from": cfg.init_from,
         "checkpoint": str(checkpoint),
         "added_chars": end_vocab[len(start_vocab) :],
-        "frozen": {"input_proj": ft.freeze_input_proj, "blocks": ft.freeze_blocks},
+        "frozen": {
+            "input_proj": ft.freeze_input_proj,
+            "blocks": ft.freeze_blocks,
+            "norm_stats": ft.freeze_norm_stats,
+        },
         "train": {
             "manifests": list(cfg.data.train),
             "mix_manifests": list(ft.mix_manifests),
