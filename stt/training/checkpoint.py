@@ -4,17 +4,26 @@ A checkpoint is a dict saved with ``torch.save``: the model's weights and config
 settings included), the vocabulary, and, for training checkpoints, optimizer, scheduler, scaler,
 RNG states, epoch/step, sampler position and the full training config. Writes are atomic (temp
 file, fsync, rename) so a machine dying mid-write leaves the previous checkpoint intact.
+
+Checkpoints are exchanged between users (a fine-tuned accent, a shared model), and a pickle can
+run any code it names, so they are read with ``torch.load(weights_only=True)``: tensors, plain
+containers and numbers, plus the numpy arrays of the saved RNG state (:data:`SAFE_GLOBALS`), and
+nothing else. A file that names anything more is refused before any of it runs.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from stt.atomic import atomic_path
 from stt.errors import STTError
 from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
 from stt.text import Vocabulary
@@ -22,6 +31,12 @@ from stt.text import Vocabulary
 FORMAT = "stt-checkpoint"
 VERSION = 1
 REQUIRED_KEYS = ("format", "version", "model", "model_config", "vocab")
+
+SAFE_GLOBALS = [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+"""What a checkpoint may name beyond torch's weights-only defaults: numpy's array rebuilding
+(``np.random.get_state()`` in the RNG state), which creates arrays and calls nothing else."""
+
+_UNSAFE_RE = re.compile(r"Unsupported global: GLOBAL (\S+)")
 
 
 class CheckpointError(STTError):
@@ -32,12 +47,10 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (plus format tags) to ``path`` atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("wb") as handle:
+    with atomic_path(path) as tmp, tmp.open("wb") as handle:
         torch.save({"format": FORMAT, "version": VERSION, **state}, handle)
         handle.flush()
         os.fsync(handle.fileno())
-    tmp.replace(path)
     return path
 
 
@@ -47,7 +60,17 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=False)
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        unsafe = _UNSAFE_RE.search(str(exc))
+        if unsafe:
+            raise CheckpointError(
+                f"{path}: refused: the checkpoint names {unsafe.group(1)}, and stt loads only "
+                "weights and plain settings (a pickle can run code; nothing of it was run)"
+            ) from None
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
     except Exception as exc:  # torch raises many types for a damaged file
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
