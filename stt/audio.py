@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +10,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
+from stt.atomic import atomic_path
 from stt.errors import AudioError
 
 SAMPLE_RATE = 16_000
@@ -18,12 +19,32 @@ SAMPLE_RATE = 16_000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif", ".sph")
 
 
+MIN_SAMPLE_RATE = 1000
+"""Audio sampled slower than this (a 500 Hz band) holds no intelligible speech: refused."""
+
+MAX_RESAMPLE_TERMS = 1000
+"""Largest numerator/denominator of the resampling ratio. torchaudio's polyphase kernel grows
+with their product: 15,999 -> 16,000 Hz exactly is a 16,000-phase kernel of gigabytes. Every
+common rate (8, 11.025, 22.05, 44.1, 48 kHz...) is exact within this bound; an odd rate is
+approximated, e.g. 11,127 Hz is read as 11,125 Hz: a 0.02% change of speed and pitch, far below
+what a recogniser (trained on 10% speed perturbation) notices, in bounded memory."""
+
+
 def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Resample a 1-D float32 waveform with torchaudio's windowed-sinc resampler."""
     if orig_rate == new_rate:
         return waveform
-    g = math.gcd(int(orig_rate), int(new_rate))
-    out = AF.resample(torch.from_numpy(waveform), orig_rate // g, new_rate // g)
+    # The ratio below 1 (down- or upsampling) has the smaller term on top: bounding its
+    # denominator bounds both terms.
+    if new_rate < orig_rate:
+        ratio = Fraction(int(new_rate), int(orig_rate)).limit_denominator(MAX_RESAMPLE_TERMS)
+        up, down = ratio.numerator, ratio.denominator
+    else:
+        ratio = Fraction(int(orig_rate), int(new_rate)).limit_denominator(MAX_RESAMPLE_TERMS)
+        down, up = ratio.numerator, ratio.denominator
+    if up == 0 or down == 0:  # a ratio over 2000: below MIN_SAMPLE_RATE, which open_audio refuses
+        raise ValueError(f"cannot resample {orig_rate} Hz to {new_rate} Hz")
+    out = AF.resample(torch.from_numpy(waveform), down, up)
     return out.numpy().astype(np.float32, copy=False)
 
 
@@ -50,9 +71,16 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        return sf.SoundFile(str(path))
+        handle = sf.SoundFile(str(path))
     except _SOUNDFILE_ERRORS as exc:
         raise _unreadable(path, exc) from None
+    if handle.samplerate < MIN_SAMPLE_RATE:
+        handle.close()
+        raise AudioError(
+            f"{path}: sample rate {handle.samplerate} Hz is too low to hold speech "
+            f"(at least {MIN_SAMPLE_RATE} Hz)"
+        )
+    return handle
 
 
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -100,7 +128,6 @@ def write_flac(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE
     A crash mid-write leaves either the old file or nothing, never half a file under ``path``.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.partial")
     clipped = np.clip(waveform, -1.0, 1.0 - 1.0 / 32768)
-    sf.write(str(tmp), clipped, sample_rate, format="FLAC", subtype="PCM_16")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), clipped, sample_rate, format="FLAC", subtype="PCM_16")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stt.atomic import atomic_path
 from stt.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -33,12 +34,10 @@ def format_timestamp(seconds: float, decimal_marker: str = ",") -> str:
 def _atomic_write(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    tmp.replace(path)
     return path
 
 

@@ -39,6 +39,26 @@ def test_other_sample_rates_are_resampled_not_rejected(write_tone):
     assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(audio) - 440) < 2
 
 
+@pytest.mark.parametrize("rate", [11127, 15999, 44101, 7919])
+def test_odd_rates_resample_in_bounded_memory(write_tone, rate):
+    # Rates coprime with 16 kHz once built a kernel for the full ratio (gigabytes, tens of s).
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    audio = load_audio(write_tone(f"{rate}.wav", seconds=3.2, rate=rate))
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert abs(len(audio) - 3.2 * SAMPLE_RATE) <= 0.001 * 3.2 * SAMPLE_RATE
+    assert grown_mib < 200
+    spectrum = np.abs(np.fft.rfft(audio))
+    assert abs(np.argmax(spectrum) * SAMPLE_RATE / len(audio) - 440) < 2
+
+
+def test_a_rate_too_low_for_speech_is_one_clear_error(write_tone):
+    path = write_tone("slow.wav", seconds=2.0, rate=400)
+    with pytest.raises(AudioError, match=r"slow\.wav: sample rate 400 Hz is too low"):
+        load_audio(path)
+
+
 def test_channels_are_averaged(tmp_path):
     path = tmp_path / "stereo.wav"
     stereo = np.stack([np.full(1600, 0.5), np.full(1600, -0.1)], axis=1).astype(np.float32)

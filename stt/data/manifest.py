@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stt.atomic import atomic_path
 from stt.errors import ManifestError
 
 REQUIRED_KEYS = ("audio_filepath", "duration", "text")
@@ -122,9 +123,7 @@ def write_manifest(path: str | Path, utterances: Iterable[Utterance]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     manifest_dir = path.parent.resolve()
-    tmp = path.with_name(f".{path.name}.partial")
-    with tmp.open("w", encoding="utf-8") as handle:
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
         for utt in utterances:
             handle.write(utt.to_json(manifest_dir) + "\n")
-    tmp.replace(path)
     return path
