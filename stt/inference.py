@@ -23,6 +23,7 @@ from stt.data.sampler import make_batches
 from stt.errors import AudioError
 from stt.fusion import fused_for_inference
 from stt.model import WaveNetCTC
+from stt.silence import gate_silence
 
 
 @dataclass
@@ -62,12 +63,15 @@ def infer_log_probs(
     desc: str = "inference",
     timing: InferenceTiming | None = None,
     fuse: bool = True,
+    gate: bool = True,
 ) -> list[np.ndarray]:
     """Log-probs ``(frames, vocab)`` float32 for each 16 kHz waveform, in input order.
 
     ``fuse``: run :func:`stt.fusion.fused_for_inference`'s copy of the model (False: the model
-    as it is, e.g. to measure what fusion gains)."""
+    as it is, e.g. to measure what fusion gains). ``gate``: frames without speech (see
+    :mod:`stt.silence`) become certain blanks, so silence gives no words."""
     device = torch.device(device)
+    frame_samples = round(model.frame_ms * SAMPLE_RATE / 1000)
     model = fused_for_inference(model, device) if fuse else model.to(device).eval()
     durations = [len(w) / SAMPLE_RATE for w in waveforms]
     order = sorted(range(len(waveforms)), key=durations.__getitem__)
@@ -87,6 +91,8 @@ def infer_log_probs(
             timing.audio_seconds += float(lengths.sum()) / SAMPLE_RATE
         for row, i in enumerate(batch):
             results[i] = log_probs[row, : int(out_lengths[row])]
+            if gate:
+                results[i] = gate_silence(results[i], waveforms[i], frame_samples)
         bar.update(sum(durations[i] for i in batch))
     bar.close()
     return results  # type: ignore[return-value]

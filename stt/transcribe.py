@@ -39,6 +39,7 @@ from stt.errors import AudioError, ConfigError, ManifestError, STTError
 from stt.features import RunningNormState
 from stt.inference import infer_log_probs, load_many, pick_device
 from stt.model import WaveNetCTC
+from stt.silence import gate_silence
 from stt.text import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -392,6 +393,7 @@ def stream_log_probs(
         finally:
             reader.close()
     frame_seconds = model.frame_ms / 1000
+    frame_samples = round(frame_seconds * SAMPLE_RATE)
     bar = tqdm(
         total=round(plan.frames * frame_seconds, 1), unit="audio-s", disable=not progress,
         desc="transcribing",
@@ -410,7 +412,8 @@ def stream_log_probs(
             n = w.feat_stop - w.feat_start
             log_probs, _ = model.forward_features(feats, torch.tensor([n], device=device))
             k0 = w.first - w.feat_start // plan.stride
-            yield log_probs[0, k0 : k0 + w.last - w.first].float().cpu().numpy()
+            chunk = log_probs[0, k0 : k0 + w.last - w.first].float().cpu().numpy()
+            yield gate_silence(chunk, wave, frame_samples, w.first * frame_samples - w.sample_start)
             bar.update(round((w.last - w.first) * frame_seconds, 1))
     finally:
         reader.close()

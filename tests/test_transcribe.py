@@ -530,3 +530,58 @@ def test_cli_beam_options_and_overrides(checkpoint, speech, capsys):
     assert code == 0 and capsys.readouterr().out.strip()
     assert main(["transcribe", str(speech["u2"]), "--model", str(checkpoint), "bogus=1"]) == 1
     assert "bogus" in capsys.readouterr().err
+
+
+def _quiet_noise(seconds: float, dbfs: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal(int(seconds * SAMPLE_RATE)).astype(np.float32)
+    return noise * np.float32(10 ** (dbfs / 20))
+
+
+@pytest.mark.parametrize(
+    "kind", ["digital-silence", "noise-80dBFS", "antiphase-stereo", "hum-70dBFS"]
+)
+def test_no_speech_gives_no_words_even_from_a_wordy_model(checkpoint, tmp_path, kind):
+    # The checkpoint's model emits words on any speech-level input; per-utterance normalisation
+    # used to lift silence and faint noise to that level.
+    if kind == "digital-silence":
+        sf.write(tmp_path / "x.wav", np.zeros(SAMPLE_RATE * 3, np.float32), SAMPLE_RATE)
+    elif kind == "noise-80dBFS":
+        sf.write(tmp_path / "x.wav", _quiet_noise(3.0, -80.0), SAMPLE_RATE, subtype="FLOAT")
+    elif kind == "antiphase-stereo":
+        left = 0.5 * np.sin(np.linspace(0, 2000, SAMPLE_RATE * 3)).astype(np.float32)
+        sf.write(tmp_path / "x.wav", np.stack([left, -left], axis=1), SAMPLE_RATE)
+    else:  # mains-like hum far below speech level
+        t = np.arange(SAMPLE_RATE * 3) / SAMPLE_RATE
+        hum = (10 ** (-70 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 100 * t)).astype(np.float32)
+        sf.write(tmp_path / "x.wav", hum, SAMPLE_RATE, subtype="FLOAT")
+    with load_model(checkpoint) as transcriber:
+        result = transcriber.transcribe(tmp_path / "x.wav")
+    assert (result.text, result.words) == ("", [])
+
+
+def test_the_gate_leaves_speech_alone_and_silences_only_the_pauses(checkpoint, speech):
+    waveform = load_audio(speech["long.flac"])
+    with load_model(checkpoint) as transcriber:
+        gated = infer_log_probs(transcriber.model, [waveform])[0]
+        raw = infer_log_probs(transcriber.model, [waveform], gate=False)[0]
+    frame = round(FRAME * SAMPLE_RATE)
+    loud = np.array([np.mean(waveform[k * frame : (k + 1) * frame] ** 2) > 1e-5
+                     for k in range(len(raw))])  # fmt: skip
+    changed = np.any(gated != raw, axis=1)
+    assert not changed[loud].any()  # frames with speech in them are untouched
+    assert changed.sum() > 0.8 / FRAME  # the 0.8 s pauses, minus their context, are gated
+    assert np.all(gated[changed].argmax(axis=1) == 0)
+
+
+def test_a_long_recording_has_no_words_in_its_silent_stretch(checkpoint, speech, tmp_path):
+    # Windowed (long-audio) path: speech, 20 s of faint noise, speech.
+    speech_part = load_audio(speech["u0"])
+    wave = np.concatenate([speech_part, _quiet_noise(20.0, -75.0), speech_part])
+    sf.write(tmp_path / "long.wav", wave, SAMPLE_RATE, subtype="FLOAT")
+    start, end = len(speech_part) / SAMPLE_RATE, len(speech_part) / SAMPLE_RATE + 20.0
+    with load_model(checkpoint, window_seconds=4.0) as transcriber:
+        result = transcriber.transcribe(tmp_path / "long.wav")
+    assert result.words  # the speech still gives words
+    inside = [w for w in result.words if w.start > start + 0.25 and w.end < end - 0.25]
+    assert inside == []

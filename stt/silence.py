@@ -1,0 +1,54 @@
+"""No speech, no words: a level gate on the CTC output frames.
+
+The features are normalised per utterance, which lifts any signal to speech level: 30 s of
+digital silence, or of noise at -80 dBFS, came out as words. Speech stands tens of dB above the
+noise floor of any usable recording, so an output frame with no 20 ms block above
+:data:`GATE_DBFS` within :data:`CONTEXT_SECONDS` of it is forced to the CTC blank: nothing can be
+emitted there. Quiet but real speech (peaks at -40 dBFS) is untouched; a silent file, or the
+silent stretch of a long recording, gives no words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GATE_DBFS = -60.0
+"""Level (RMS of a 20 ms block, dB relative to full scale) below which there is no speech."""
+
+CONTEXT_SECONDS = 0.2
+"""A frame stays open if any block this close is loud: word onsets and fading ends survive."""
+
+
+def speech_frames(
+    waveform: np.ndarray, frame_samples: int, n_frames: int, start_sample: int = 0
+) -> np.ndarray:
+    """``(n_frames,)`` bool: True where output frame ``k`` (samples ``start_sample + k *
+    frame_samples`` onwards of ``waveform``) has a loud block within the context. Samples outside
+    ``waveform`` count as silence."""
+    context = max(1, round(CONTEXT_SECONDS * 16_000 / frame_samples))
+    first = start_sample - context * frame_samples
+    total = (n_frames + 2 * context) * frame_samples
+    blocks = np.zeros(total, dtype=np.float32)
+    lo, hi = max(first, 0), min(first + total, len(waveform))
+    if hi > lo:
+        blocks[lo - first : hi - first] = waveform[lo:hi]
+    power = np.mean(blocks.reshape(-1, frame_samples).astype(np.float64) ** 2, axis=1)
+    loud = (power > 10 ** (GATE_DBFS / 10)).astype(np.int32)
+    return np.convolve(loud, np.ones(2 * context + 1, dtype=np.int32), mode="valid") > 0
+
+
+def gate_silence(
+    log_probs: np.ndarray,
+    waveform: np.ndarray,
+    frame_samples: int,
+    start_sample: int = 0,
+    blank_id: int = 0,
+) -> np.ndarray:
+    """``log_probs (frames, vocab)`` with every frame without speech set to a certain blank."""
+    keep = speech_frames(waveform, frame_samples, len(log_probs), start_sample)
+    if keep.all():
+        return log_probs
+    gated = log_probs.copy()
+    gated[~keep] = -1e4
+    gated[~keep, blank_id] = 0.0
+    return gated
