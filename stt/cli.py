@@ -101,7 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="REGEX",
         help=r"e.g. '^([^_]+)_' for AN4's fash_an251.flac, '^\d+_([a-z]+)_' for FSDD",
     )
+    split.add_argument(
+        "--dev-speakers",
+        nargs="+",
+        metavar="SPEAKER",
+        help="hold out exactly these speakers (or pattern groups, e.g. books) instead of drawing",
+    )
     split.set_defaults(func=cmd_split)
+
+    decode = data_sub.add_parser(
+        "decode",
+        help="FLAC copies of a manifest's compressed (Opus, MP3) audio, for fast training reads",
+        description=(
+            "Decode every compressed file of MANIFEST once into OUT_DIR/audio/*.flac (16-bit, "
+            "16 kHz) and write OUT_DIR/<manifest name> pointing at the copies; FLAC and WAV "
+            "files are referenced where they are. Reruns redo only missing or stale copies."
+        ),
+    )
+    decode.add_argument("manifest", type=Path)
+    decode.add_argument("out_dir", type=Path)
+    decode.add_argument("--workers", type=int, help="parallel decoders (default: CPU cores)")
+    decode.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    decode.set_defaults(func=cmd_decode)
 
     from stt.data.importers import IMPORTERS
 
@@ -167,8 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Run a checkpoint on one or more manifests (each a named test set) and write "
             "report.json, report.md, utterances.jsonl (reference, hypothesis, aligned diff) and "
             "PNG plots to --out. Greedy and beam results come side by side from the same model "
-            "outputs. With --multirun, comma-separated values sweep the beam decoder on the "
-            "first manifest (e.g. decoder.alpha=0.3,0.6,0.9 decoder.beta=0,1,2) and the best are "
+            "outputs. With --multirun, comma-separated values sweep the beam decoder on all "
+            "the manifests, scored by their mean WER (e.g. decoder.alpha=0.3,0.6,0.9 "
+            "decoder.beta=0,1,2), and the best are "
             "saved as decoder.yaml beside the checkpoint, where stt eval and stt transcribe "
             "pick them up."
         ),
@@ -208,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lm_build.add_argument(
         "--prune", type=int, nargs="+", metavar="N", help="lmplz --prune counts per order"
+    )
+    lm_build.add_argument(
+        "--quantize",
+        type=int,
+        metavar="BITS",
+        help="store probabilities in BITS bits (8 is about a third of the size; default: off)",
     )
     lm_build.add_argument("--no-progress", action="store_true")
     lm_build.set_defaults(func=cmd_lm_build)
@@ -329,12 +357,25 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all_ok else 1
 
 
+def cmd_decode(args: argparse.Namespace) -> int:
+    from stt.data.decoded import decode_manifest
+
+    out = decode_manifest(args.manifest, args.out_dir, args.workers, not args.no_progress)
+    print(f"{out}: decoded copies in {args.out_dir / 'audio'}")
+    return 0
+
+
 def cmd_split(args: argparse.Namespace) -> int:
     from stt.data.manifest import read_manifest
     from stt.data.split import split_manifest
 
     train, dev = split_manifest(
-        args.manifest, args.out_dir, args.dev_fraction, args.seed, args.speaker_pattern
+        args.manifest,
+        args.out_dir,
+        args.dev_fraction,
+        args.seed,
+        args.speaker_pattern,
+        args.dev_speakers,
     )
     for path in (train, dev):
         utts = read_manifest(path)
@@ -609,6 +650,7 @@ def cmd_lm_build(args: argparse.Namespace) -> int:
         memory=args.memory,
         prune=args.prune,
         progress=not args.no_progress,
+        quantize_bits=args.quantize,
     )
     print(
         f"{artifacts.order}-gram from {artifacts.sentences} sentences ({artifacts.words} words): "

@@ -263,25 +263,37 @@ def load_tuned_decoder(checkpoint: str | Path) -> dict:
 def tune_decoder(
     cfg: EvalConfig, grid: list[dict[str, float]], save: bool = True
 ) -> tuple[dict, list[dict]]:
-    """Beam search over ``grid`` (e.g. alpha/beta values) on the first manifest; returns the
-    best settings and every trial. With ``save``, the best go to ``decoder.yaml`` beside the
-    checkpoint, where ``stt eval`` and ``stt transcribe`` pick them up."""
+    """Beam search over ``grid`` (e.g. alpha/beta values) on every manifest; returns the best
+    settings and every trial. The best is the lowest WER averaged over the sets with equal
+    weight (then CER), so one large or easy corpus does not pick the LM weight for all. With
+    ``save``, the best go to ``decoder.yaml`` beside the checkpoint, where ``stt eval`` and
+    ``stt transcribe`` pick them up."""
     model, vocab = load_model(cfg.checkpoint)
     device = pick_device(cfg.device)
-    test_set = load_test_set(cfg.manifests[0], set_name(cfg.manifests[0]), model, device, cfg)
+    names = list(cfg.names) or [set_name(m) for m in cfg.manifests]
+    test_sets = [
+        load_test_set(m, n, model, device, cfg) for m, n in zip(cfg.manifests, names, strict=True)
+    ]
     frame_seconds = model.frame_ms / 1000
-    refs = [u.text for u in test_set.utterances]
     trials = []
     for params in grid:
         dcfg = DecoderConfig(**{**vars(cfg.decoder), "kind": "beam", **params})
         decoder = build_decoder(vocab, dcfg)
+        per_set = {}
         try:
-            results, _ = decode_timed(decoder, test_set.log_probs, frame_seconds)
+            for test_set in test_sets:
+                results, _ = decode_timed(decoder, test_set.log_probs, frame_seconds)
+                refs = [u.text for u in test_set.utterances]
+                per_set[test_set.name] = error_counts(refs, [r.text for r in results])
         finally:
             decoder.close()
-        counts = error_counts(refs, [r.text for r in results])
-        trials.append({**params, "wer": counts.wer, "cer": counts.cer})
-        log.info("%s: WER %.2f%%", params, 100 * counts.wer)
+        wer = float(np.mean([c.wer for c in per_set.values()]))
+        cer = float(np.mean([c.cer for c in per_set.values()]))
+        trial = {**params, "wer": wer, "cer": cer}
+        if len(per_set) > 1:
+            trial.update({f"wer[{n}]": c.wer for n, c in per_set.items()})
+        trials.append(trial)
+        log.info("%s: mean WER %.2f%% over %d set(s)", params, 100 * wer, len(per_set))
     best = min(trials, key=lambda t: (t["wer"], t["cer"]))
     settings = {**vars(cfg.decoder), "kind": "beam", **{k: best[k] for k in grid[0]}}
     if save:

@@ -337,3 +337,45 @@ def test_an_lm_of_the_test_sentences_beats_greedy_on_noisy_output(tmp_path):
         lm_wer = error_counts(sentences, [r.text for r in beam.decode_batch(outputs, 0.02)])
     assert greedy_wer.wer > 0.3  # the output really is noisy
     assert lm_wer.wer < 0.5 * greedy_wer.wer
+
+
+def test_compressed_text_is_read_like_plain_text(tools, tmp_path):
+    import bz2
+    import gzip
+    import lzma
+
+    for suffix, opener in ((".xz", lzma.open), (".gz", gzip.open), (".bz2", bz2.open)):
+        with opener(tmp_path / f"t.txt{suffix}", "wt", encoding="utf-8") as f:
+            f.write("Hello, World!\nSECOND line\n")
+        assert list(normalized_sentences([tmp_path / f"t.txt{suffix}"])) == [
+            "hello world",
+            "second line",
+        ]
+    broken = tmp_path / "broken.txt.xz"
+    broken.write_bytes(b"not xz data")
+    with pytest.raises(STTError, match="broken.txt.xz: cannot read text file"):
+        list(normalized_sentences([broken]))
+
+
+def test_quantised_binary_is_smaller_and_scores_alike(built, tmp_path):
+    import kenlm
+
+    # Enough distinct n-grams that the quantisation tables (fixed size) do not dominate.
+    rng = random.Random(0)
+    words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(300)]
+    lines = [" ".join(rng.choices(words, k=12)) for _ in range(3000)]
+    text = tmp_path / "corpus.txt"
+    text.write_text(CORPUS * 20 + "\n".join(lines) + "\n", encoding="utf-8")
+    plain = build_lm([text], tmp_path / "plain", order=3, memory=MEMORY, progress=False)
+    small = build_lm(
+        [text], tmp_path / "q8", order=3, memory=MEMORY, progress=False, quantize_bits=8
+    )
+    assert json.loads((small.binary.parent / "lm.json").read_text())["quantize_bits"] == 8
+    assert small.binary.stat().st_size < plain.binary.stat().st_size
+    a, b = kenlm.Model(str(plain.binary)), kenlm.Model(str(small.binary))
+    seen, shuffled = lines[0], " ".join(reversed(lines[0].split()))
+    assert abs(a.score(seen) - b.score(seen)) < 0.05 * abs(a.score(seen))  # typical n-grams
+    assert b.score(seen) > b.score(shuffled)
+    assert b.score("the cat sat on the mat") > b.score("mat the on sat cat the")
+    with pytest.raises(ConfigError, match="quantisation must be 2-25 bits"):
+        build_lm([text], tmp_path / "bad", order=3, memory=MEMORY, quantize_bits=40)

@@ -48,3 +48,33 @@ def test_split_command_writes_train_and_dev(tmp_path):
     dev = read_manifest(tmp_path / "out" / "dev.jsonl")
     assert not {u.speaker for u in train} & {u.speaker for u in dev}
     assert "speakers" in result.stdout
+
+
+def test_named_dev_speakers_are_held_out_exactly(tmp_path):
+    # A one-reader corpus split by book: the pattern's group is the book, LJ050 is dev.
+    utts = [Utterance(tmp_path / f"LJ{b:03d}-{i:04d}.flac", 2.0, "hi") for b in (1, 2, 50)
+            for i in range(3)]  # fmt: skip
+    train, dev = split_by_speaker(utts, 0.1, pattern=r"^(LJ\d+)-", dev_speakers=["LJ050"])
+    assert {u.speaker for u in dev} == {"LJ050"} and len(dev) == 3
+    assert {u.speaker for u in train} == {"LJ001", "LJ002"}
+
+
+def test_named_dev_speakers_must_exist_and_leave_a_train_side(tmp_path):
+    with pytest.raises(ConfigError, match="not in the manifest: zed"):
+        split_by_speaker(utterances(tmp_path), 0.1, pattern=r"^\d+_([a-z]+)_", dev_speakers=["zed"])
+    everyone = ["ann", "bob", "cat", "dan", "eve"]
+    with pytest.raises(ConfigError, match="at least one speaker on each side"):
+        split_by_speaker(
+            utterances(tmp_path), 0.1, pattern=r"^\d+_([a-z]+)_", dev_speakers=everyone
+        )
+
+
+def test_split_command_takes_named_dev_speakers(tmp_path):
+    manifest = write_manifest(tmp_path / "all.jsonl", utterances(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "stt", "data", "split", str(manifest), str(tmp_path / "out"),
+         "--speaker-pattern", r"^\d+_([a-z]+)_", "--dev-speakers", "bob", "eve"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {u.speaker for u in read_manifest(tmp_path / "out" / "dev.jsonl")} == {"bob", "eve"}

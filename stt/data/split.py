@@ -37,10 +37,14 @@ def split_by_speaker(
     dev_fraction: float,
     seed: int = 1,
     pattern: str | None = None,
+    dev_speakers: list[str] | None = None,
 ) -> tuple[list[Utterance], list[Utterance]]:
     """Whole speakers, drawn at random (seeded), go to dev until it holds ``dev_fraction`` of the
-    audio; at least one speaker goes to each side. Every utterance gets a ``speaker`` key."""
-    if not 0 < dev_fraction < 1:
+    audio; at least one speaker goes to each side. Every utterance gets a ``speaker`` key.
+
+    ``dev_speakers`` names the held-out groups instead of drawing them: for a one-reader corpus
+    split by book (a pattern on the file name), or to keep a published dev split."""
+    if dev_speakers is None and not 0 < dev_fraction < 1:
         raise ConfigError(f"dev fraction must be between 0 and 1, got {dev_fraction}")
     compiled = re.compile(pattern) if pattern else None
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
@@ -50,6 +54,8 @@ def split_by_speaker(
         by_speaker[speaker].append(utt)
     if len(by_speaker) < 2:
         raise ConfigError("need at least two speakers for a speaker-disjoint split")
+    if dev_speakers is not None:
+        return _split_named(utterances, set(dev_speakers), set(by_speaker))
     speakers = sorted(by_speaker)
     random.Random(seed).shuffle(speakers)
     total = sum(u.duration for u in utterances)
@@ -65,11 +71,31 @@ def split_by_speaker(
     return train, dev
 
 
+def _split_named(
+    utterances: list[Utterance], named: set[str], known: set[str]
+) -> tuple[list[Utterance], list[Utterance]]:
+    unknown = sorted(named - known)
+    if unknown:
+        raise ConfigError(f"dev speakers not in the manifest: {', '.join(unknown)}")
+    if not named or named >= known:
+        raise ConfigError("dev speakers must leave at least one speaker on each side")
+    train = [u for u in utterances if u.extra["speaker"] not in named]
+    dev = [u for u in utterances if u.extra["speaker"] in named]
+    return train, dev
+
+
 def split_manifest(
-    manifest: str | Path, out_dir: str | Path, dev_fraction: float, seed: int, pattern: str | None
+    manifest: str | Path,
+    out_dir: str | Path,
+    dev_fraction: float,
+    seed: int,
+    pattern: str | None,
+    dev_speakers: list[str] | None = None,
 ) -> tuple[Path, Path]:
     """Write ``out_dir/train.jsonl`` and ``out_dir/dev.jsonl``; returns their paths."""
-    train, dev = split_by_speaker(read_manifest(manifest), dev_fraction, seed, pattern)
+    train, dev = split_by_speaker(
+        read_manifest(manifest), dev_fraction, seed, pattern, dev_speakers
+    )
     out_dir = Path(out_dir)
     return write_manifest(out_dir / "train.jsonl", train), write_manifest(
         out_dir / "dev.jsonl", dev
