@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Package a trained checkpoint as a shipped model: tune the beam decoder's LM weights (alpha,
-# beta) on the synthetic dev set, write fp16 weights + decoder.yaml (+ the LM, or a path to the
+# beta) on every dev split (at most 100 utterances of each, the mean WER over the splits decides),
+# write fp16 weights + decoder.yaml (+ the LM, or a path to the
 # default's) into ASSETS, and evaluate greedy and beam+LM on the dev and test sets into REPORT.
 # Usage: scripts/package_model.sh CHECKPOINT ASSETS [WORK_DIR=data_cache] [REPORT_DIR]
 #   e.g. scripts/package_model.sh data_cache/runs/causal-gpu/best.pt stt/assets/streaming
@@ -13,13 +14,24 @@ REPORT="${4:-bench/results/$(basename "$ASSETS")_model}"
 STT=.venv/bin/stt
 PY=.venv/bin/python
 RUN="$(dirname "$CKPT")"
-DEV=("$WORK/synth/dev.jsonl" "$WORK/an4/dev.jsonl" "$WORK/fsdd/dev.jsonl")
+DEV=()
+for name in librispeech speechocean ljspeech an4 fsdd synth; do DEV+=("$WORK/$name/dev.jsonl"); done
 TEST=("$WORK/synth/test.jsonl" examples/references.jsonl)
 
 if [ ! -f "$RUN/decoder.yaml" ] || [ -n "${RETUNE:-}" ]; then  # RETUNE=1 to redo a finished sweep
   rm -f "$RUN/decoder.yaml"
-  $STT eval "$CKPT" "$WORK/synth/dev.jsonl" --decoders beam --lm "$WORK/lm/lm.bin" \
-    --multirun decoder.alpha=0.3,0.6,0.9 decoder.beta=0.5,1.5,2.5 --out "$RUN/tuning" --no-progress
+  TUNE=()
+  for dev in "${DEV[@]}"; do  # a seeded sample of each split, same name as the split
+    name="$(basename "$(dirname "$dev")")"
+    mkdir -p "$WORK/tune/$name"
+    $PY -c "import random, sys; from stt.data.manifest import read_manifest, write_manifest; \
+u = read_manifest(sys.argv[1]); random.Random(1).shuffle(u); write_manifest(sys.argv[2], u[:100])" \
+      "$dev" "$WORK/tune/$name/dev.jsonl"
+    TUNE+=("$WORK/tune/$name/dev.jsonl")
+  done
+  $STT eval "$CKPT" "${TUNE[@]}" --decoders beam --lm "$WORK/lm/lm.bin" \
+    --multirun decoder.alpha=0.3,0.5,0.7,0.9 decoder.beta=0.5,1.5,2.5 --out "$RUN/tuning" \
+    --no-progress
 fi
 
 mkdir -p "$ASSETS"

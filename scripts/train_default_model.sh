@@ -1,44 +1,59 @@
 #!/usr/bin/env bash
-# Reproduce the shipped default model end to end on a CPU (or a GPU if torch sees one):
-#   1. corpus: 2.8 h synthetic speech (seed 1) + the real recordings in ../shared/data (AN4 and
-#      FSDD train parts) with speaker-disjoint dev splits (the examples/ speakers are in them);
-#   2. training: MODEL (the shipped default is `medium`, trained on a GPU with scripts/gpu/) until
-#      the dev loss plateaus (rerun to continue);
-#   3. LM: 3-gram from the synthetic corpus's *train* sentence pool (never its dev/test
-#      sentences) plus the AN4/FSDD train transcripts, pruned to stay small;
-#   4-5. scripts/package_model.sh: decoder tuning (alpha, beta) on synth/dev, packaging into
-#      stt/assets/default/ (fp16 weights, lm.bin, unigrams.txt, decoder.yaml), and greedy and
-#      beam+LM evaluation reports into bench/results/default_model/.
+# Reproduce the shipped default model end to end on a CPU (a GPU is used if torch sees one):
+#   data     scripts/prepare_data.sh: synthetic corpus, speaker-disjoint dev splits of every real
+#            corpus in ../shared/data, validated; FLAC copies of the Opus train audio (fast reads);
+#   train    `medium` warm-started from the previous default, on all real train splits plus
+#            synthetic speech, LibriSpeech (the open-vocabulary readers) and AN4 weighted x2 and
+#            FSDD digits and synthetic voices x0.5, so neither drowns the reader data; stops at
+#            the dev-loss plateau or after TRAIN_MINUTES (rerun to continue: trainer.resume=auto
+#            resumes exactly from the last checkpoint, written every 100 steps);
+#   lm       scripts/build_lm.sh: the pruned, 8-bit quantised 4-gram of lm_text/ + transcripts;
+#   package  scripts/package_model.sh: alpha/beta tuned on every dev split, fp16 weights, LM and
+#            decoder.yaml into stt/assets/default/, `stt eval` reports in bench/results/.
 # Usage: scripts/train_default_model.sh [WORK_DIR=data_cache] [MODEL=medium]
+#   STAGES="data train lm package" (default: all), TRAIN_MINUTES=85, INIT_FROM=checkpoint|none
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
 MODEL="${2:-medium}"
+STAGES="${STAGES:-data train lm package}"
+TRAIN_MINUTES="${TRAIN_MINUTES:-85}"
+INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
 STT=.venv/bin/stt
-PY=.venv/bin/python
-RUN="$WORK/runs/$MODEL-v1"
+RUN="$WORK/runs/$MODEL-real"
+W="$WORK"
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 
-# 1-2. Corpus and training until the plateau (the reference run; it resumes if interrupted) ---
-bash scripts/train_reference_run.sh "$WORK" "$MODEL"
+if has data; then
+  bash scripts/prepare_data.sh "$WORK"
+  for corpus in librispeech speechocean ljspeech; do
+    $STT data decode "$W/$corpus/train.jsonl" "$W/decoded/$corpus" --no-progress
+  done
+fi
 
-# 3. Language model ----------------------------------------------------------------------------
-mkdir -p "$WORK/lm_text"
-$PY - "$WORK" <<'PY'
-import sys
-from pathlib import Path
-from stt.data.manifest import read_manifest
-from stt.data.synth import SynthConfig, load_sentences, split_sentences
-from stt.text import Vocabulary
-work = Path(sys.argv[1])
-cfg = SynthConfig(out_dir=str(work / "synth"), seed=1, progress=False)
-pools = split_sentences(load_sentences(cfg, Vocabulary.default()), cfg)
-(work / "lm_text" / "synth_train_pool.txt").write_text("\n".join(pools["train"]) + "\n")
-real = [u.text for name in ("an4", "fsdd") for u in read_manifest(work / name / "train.jsonl")]
-(work / "lm_text" / "real_train.txt").write_text("\n".join(real) + "\n")
-print(f"LM text: {len(pools['train'])} synthetic-pool sentences, {len(real)} real transcripts")
-PY
-$STT lm build "$WORK/lm_text/synth_train_pool.txt" "$WORK/lm_text/real_train.txt" "$WORK/lm" \
-  --order 3 --prune 0 1 1 --no-progress
+if has train; then
+  init=()
+  # Warm start only for a new run: a resumed run continues from its own last.pt.
+  if [ "$INIT_FROM" != none ] && [ ! -f "$RUN/last.pt" ]; then
+    # The previous default is the starting point; copy it first, packaging overwrites it.
+    mkdir -p "$RUN"
+    cp -n "$INIT_FROM" "$RUN/init.pt"
+    init=("init_from=$RUN/init.pt")
+  fi
+  $STT train model="$MODEL" "${init[@]}" \
+    "data.train=[$W/decoded/librispeech/train.jsonl,$W/decoded/speechocean/train.jsonl,$W/decoded/ljspeech/train.jsonl,$W/an4/train.jsonl,$W/fsdd/train.jsonl,$W/synth/train.jsonl]" \
+    "data.train_weights=[2,1,1,2,0.5,0.5]" \
+    "data.dev=[$W/librispeech/dev.jsonl,$W/speechocean/dev.jsonl,$W/ljspeech/dev.jsonl,$W/an4/dev.jsonl,$W/fsdd/dev.jsonl,$W/synth/dev.jsonl]" \
+    run_dir="$RUN" trainer.patience=4 trainer.min_delta=0.005 \
+    trainer.max_time_minutes="$TRAIN_MINUTES" trainer.checkpoint_every_steps=100 \
+    trainer.log_every_steps=20 trainer.progress=false optim.lr=2e-3
+fi
 
-# 4-5. Tuning, packaging into stt/assets/default/, evaluation --------------------------------
-RETUNE=1 bash scripts/package_model.sh "$RUN/best.pt" stt/assets/default "$WORK" bench/results/default_model
+if has lm; then
+  bash scripts/build_lm.sh "$WORK"
+fi
+
+if has package; then
+  RETUNE=1 bash scripts/package_model.sh "$RUN/best.pt" stt/assets/default "$WORK" \
+    bench/results/default_model
+fi
