@@ -26,9 +26,10 @@ Targets (issue 8): ``stt`` at >= 10x pocketsphinx's RTFx, and a lower WER on eve
 
     .venv/bin/python scripts/bench_peer.py [MANIFEST...] [--limit N] [--quick]
 
-Default manifests: ``data_cache/synth/test.jsonl`` (synthetic voices never heard in training),
-``data_cache/an4/dev.jsonl`` and ``data_cache/fsdd/dev.jsonl`` (speaker-disjoint dev splits of
-the real recordings in ``../shared/data``). Writes ``bench/results/peer.json``.
+Default manifests: the speaker-disjoint dev splits of LibriSpeech mini, speechocean762, AN4
+and FSDD made by ``scripts/prepare_data.sh``, and ``data_cache/synth/test.jsonl`` (synthetic
+voices never heard in training). WERs come with 95% bootstrap intervals over utterances.
+Writes ``bench/results/peer.json``.
 """
 
 from __future__ import annotations
@@ -51,14 +52,16 @@ from machine import load_average, write_results  # noqa: E402
 from stt.audio import SAMPLE_RATE  # noqa: E402
 from stt.decoding import DecoderConfig, build_decoder  # noqa: E402
 from stt.inference import infer_log_probs  # noqa: E402
-from stt.metrics import error_counts  # noqa: E402
+from stt.metrics import bootstrap_interval, error_counts  # noqa: E402
 from stt.text import normalize_text  # noqa: E402
 from stt.transcribe import default_model_path, load_model  # noqa: E402
 
-DEFAULT_MANIFESTS = [
-    Path("data_cache/synth/test.jsonl"),
+DEFAULT_MANIFESTS = [  # scripts/prepare_data.sh makes them: real speakers never trained on
+    Path("data_cache/librispeech/dev.jsonl"),
+    Path("data_cache/speechocean/dev.jsonl"),
     Path("data_cache/an4/dev.jsonl"),
     Path("data_cache/fsdd/dev.jsonl"),
+    Path("data_cache/synth/test.jsonl"),
 ]
 RTFX_FACTOR = 10.0  # target: stt's RTFx >= 10x pocketsphinx's
 STT = "stt beam+lm"  # the shipped default decoder, the one the targets are about
@@ -154,7 +157,7 @@ def set_name(manifest: Path) -> str:
 
 def markdown_table(sets: list[dict]) -> str:
     lines = [
-        "| test set | utterances | audio (min) | engine | WER % | CER % "
+        "| test set | utterances | audio (min) | engine | WER % (95% CI) | CER % "
         "| RTFx, one stream, 1 thread | RTFx, all cores |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -165,11 +168,24 @@ def markdown_table(sets: list[dict]) -> str:
                 if i == 0
                 else " | | "
             )
+            low, high = (100 * x for x in r.get("wer_95ci", (r["wer"], r["wer"])))
             lines.append(
-                f"| {head} | {engine} | {100 * r['wer']:.1f} | {100 * r['cer']:.1f} | "
+                f"| {head} | {engine} | {100 * r['wer']:.1f} ({low:.1f}-{high:.1f}) | "
+                f"{100 * r['cer']:.1f} | "
                 f"{r['rtfx_stream']:,.0f} | {r['rtfx_all_cores']:,.0f} |"
             )
     return "\n".join(lines)
+
+
+def scores(refs: list[str], hyps: list[str]) -> dict:
+    """WER and CER with their 95% bootstrap intervals (utterances resampled, seeded)."""
+    counts = error_counts(refs, hyps)
+    return {
+        "wer": round(counts.wer, 4),
+        "wer_95ci": [round(x, 4) for x in bootstrap_interval(refs, hyps, "wer")],
+        "cer": round(counts.cer, 4),
+        "cer_95ci": [round(x, 4) for x in bootstrap_interval(refs, hyps, "cer")],
+    }
 
 
 def main() -> None:
@@ -225,18 +241,14 @@ def main() -> None:
                 wall16 = min(
                     time_end_to_end(model, decoder, batches, True) for _ in range(args.repeats)
                 )
-                counts = error_counts(refs, [normalize_text(h) for h in hyps])
                 engines[name] = {
-                    "wer": round(counts.wer, 4),
-                    "cer": round(counts.cer, 4),
+                    **scores(refs, [normalize_text(h) for h in hyps]),
                     "rtfx_stream": round(audio / seconds, 1),
                     "rtfx_all_cores": round(audio / wall16, 1),
                 }
             hyps, seconds, wall = run_pocketsphinx(pool, waveforms, cores)
-            counts = error_counts(refs, [normalize_text(h) for h in hyps])
             engines["pocketsphinx"] = {
-                "wer": round(counts.wer, 4),
-                "cer": round(counts.cer, 4),
+                **scores(refs, [normalize_text(h) for h in hyps]),
                 "rtfx_stream": round(audio / seconds, 1),
                 "rtfx_all_cores": round(audio / wall, 1),
             }

@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from stt.metrics import ErrorCounts
+from stt.metrics import ErrorCounts, bootstrap_rate_interval
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def write_reports(out_dir: Path, cfg, model, sets, scores) -> dict:
                 score.counts, score.audio_seconds, score.compute_seconds, len(score.utterances)
             )
             entry["sets"][name]["by_length"] = by_length(score.utterances)
+            entry["sets"][name]["wer_95ci"] = bootstrap_rate_interval(
+                [r["word_errors"] for r in score.utterances], [r["words"] for r in score.utterances]
+            )
             total = total + score.counts
             audio += score.audio_seconds
             compute += score.compute_seconds
@@ -120,12 +123,15 @@ def markdown(report: dict) -> str:
         lines += [
             f"## {label}",
             "",
-            "| set | WER % | CER % | SER % | S | D | I | utterances | hours | RTFx |",
-            "|---|---|---|---|---|---|---|---|---|---|",
+            "| set | WER % | WER 95% CI | CER % | SER % | S | D | I | utterances | hours | RTFx |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for name, f in [*d["sets"].items(), ("**overall**", d["overall"])]:
+            ci = f.get("wer_95ci")
+            ci_text = f"{100 * ci[0]:.1f}-{100 * ci[1]:.1f}" if ci else "-"
             lines.append(
-                f"| {name} | {100 * f['wer']:.2f} | {100 * f['cer']:.2f} | {100 * f['ser']:.1f} "
+                f"| {name} | {100 * f['wer']:.2f} | {ci_text} | {100 * f['cer']:.2f} "
+                f"| {100 * f['ser']:.1f} "
                 f"| {f['substitutions']} | {f['deletions']} | {f['insertions']} "
                 f"| {f['utterances']} | {f['hours']:.3f} | {f['rtfx']:.0f} |"
             )

@@ -145,3 +145,19 @@ def test_word_confusions_count_the_most_frequent_errors_first():
     top = word_confusions(pairs)
     assert top[0] == {"reference": "cat", "hypothesis": "cap", "count": 2}
     assert {"reference": "dog", "hypothesis": None, "count": 1} in top
+
+
+def test_bootstrap_interval_brackets_the_rate_and_narrows_with_more_utterances():
+    from stt.metrics import bootstrap_interval, error_counts
+
+    refs = ["the cat sat on the mat", "a dog ran", "hello world", "one two three four"] * 5
+    hyps = ["the cat sat on a mat", "a dog ran", "hello word", "one two three four"] * 5
+    wer = error_counts(refs, hyps).wer
+    low, high = bootstrap_interval(refs, hyps)
+    assert low <= wer <= high and high > low
+    assert bootstrap_interval(refs, hyps) == (low, high)  # seeded
+    wide = bootstrap_interval(refs[:4], hyps[:4])
+    assert wide[1] - wide[0] > high - low
+    assert bootstrap_interval(refs, refs) == (0.0, 0.0)
+    c_low, c_high = bootstrap_interval(refs, hyps, "cer")
+    assert c_low <= error_counts(refs, hyps).cer <= c_high
