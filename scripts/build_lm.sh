@@ -9,10 +9,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
 LM_CHOICE="${LM_CHOICE:-4gram}"
-STT=.venv/bin/stt
+STT="${STT:-.venv/bin/stt}"
+PY="${PY:-.venv/bin/python}"
 TEXT="$WORK/lm_text"
 
-[ -f "$TEXT/external.txt" ] || .venv/bin/python scripts/lm_corpus.py "$WORK"
+[ -f "$TEXT/external.txt" ] || $PY scripts/lm_corpus.py "$WORK" "${SHARED:-../shared/data}"
 
 build() {  # build NAME ORDER PRUNE...: skipped when WORK/lm/NAME/lm.json is already there
   local name="$1" order="$2"
@@ -22,7 +23,7 @@ build() {  # build NAME ORDER PRUNE...: skipped when WORK/lm/NAME/lm.json is alr
     return
   fi
   $STT lm build "$TEXT/external.txt" "$TEXT/transcripts.txt" "$WORK/lm/$name" --order "$order" \
-    --prune "$@" --quantize 8 --memory 4G --no-progress
+    --prune "$@" --quantize 8 --memory "${LM_MEMORY:-4G}" --no-progress
   rm -f "$WORK/lm/$name/lm.arpa" "$WORK/lm/$name/corpus.txt"  # large, and rebuilt on demand
 }
 build 3gram 3 0 1 1

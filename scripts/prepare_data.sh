@@ -45,11 +45,13 @@ manifests=("$WORK"/synth/{train,dev,test}.jsonl)
 for name in an4 fsdd librispeech speechocean ljspeech; do
   manifests+=("$WORK/$name/train.jsonl" "$WORK/$name/dev.jsonl")
 done
+# Validated once per content: stt synth rewrites its manifests (same bytes) on every run.
 stamp="$WORK/.validated"
-if [ -f "$stamp" ] && [ -z "$(find "${manifests[@]}" -newer "$stamp" 2>/dev/null)" ]; then
+digest="$(cat "${manifests[@]}" | sha1sum | cut -d' ' -f1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then
   echo "prepare_data: manifests already validated"
 else
   $STT data validate "${manifests[@]}" --no-progress
-  touch "$stamp"
+  echo "$digest" > "$stamp"
 fi
 echo "prepare_data: ready in $WORK/"

@@ -11,7 +11,8 @@
 #   package  scripts/package_model.sh: alpha/beta tuned on every dev split, fp16 weights, LM and
 #            decoder.yaml into stt/assets/default/, `stt eval` reports in bench/results/.
 # Usage: scripts/train_default_model.sh [WORK_DIR=data_cache] [MODEL=medium]
-#   STAGES="data train lm package" (default: all), TRAIN_MINUTES=85, INIT_FROM=checkpoint|none
+#   STAGES="data train lm package" (default: all), TRAIN_MINUTES=85, INIT_FROM=checkpoint|none,
+#   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
@@ -19,7 +20,7 @@ MODEL="${2:-medium}"
 STAGES="${STAGES:-data train lm package}"
 TRAIN_MINUTES="${TRAIN_MINUTES:-85}"
 INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
-STT=.venv/bin/stt
+STT="${STT:-.venv/bin/stt}"
 RUN="$WORK/runs/$MODEL-real"
 W="$WORK"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -46,7 +47,7 @@ if has train; then
     "data.dev=[$W/librispeech/dev.jsonl,$W/speechocean/dev.jsonl,$W/ljspeech/dev.jsonl,$W/an4/dev.jsonl,$W/fsdd/dev.jsonl,$W/synth/dev.jsonl]" \
     run_dir="$RUN" trainer.patience=4 trainer.min_delta=0.005 \
     trainer.max_time_minutes="$TRAIN_MINUTES" trainer.checkpoint_every_steps=100 \
-    trainer.log_every_steps=20 trainer.progress=false optim.lr=2e-3
+    trainer.log_every_steps=20 trainer.progress=false optim.lr=2e-3 ${TRAIN_OVERRIDES:-}
 fi
 
 if has lm; then

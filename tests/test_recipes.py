@@ -1,0 +1,136 @@
+"""The shipped model's recipe on tiny data: scripts/prepare_data.sh, the training stage of
+scripts/train_default_model.sh, scripts/build_lm.sh, run as the README says, on a fake
+../shared/data of a few seconds per corpus."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from stt.data.manifest import read_manifest
+from tests.conftest import TINY_MODEL, requires_synth_tools
+
+ROOT = Path(__file__).resolve().parent.parent
+STT = f"{sys.executable} -m stt"
+LJ_DEV_TEXT = "the commission nevertheless is confident that it has done its best"
+
+
+def _corpus(root: Path, name: str, rows: list[tuple[str, str, str | None]], fmt: dict) -> None:
+    rng = np.random.default_rng(len(name))
+    (root / name / "audio").mkdir(parents=True)
+    with (root / name / "manifest.jsonl").open("w") as f:
+        for file, text, speaker in rows:
+            wave = (0.1 * rng.standard_normal(16000)).astype(np.float32)
+            sf.write(root / name / "audio" / file, wave, 16000, **fmt)
+            row = {"audio_filepath": f"audio/{file}", "duration": 1.0, "text": text}
+            if speaker:
+                row["speaker"] = speaker
+            f.write(json.dumps(row) + "\n")
+
+
+def fake_shared(root: Path) -> Path:
+    opus = {"format": "OGG", "subtype": "OPUS"}
+    _corpus(
+        root,
+        "an4_train",
+        [
+            (f"{s}_an{i}-{s}-b.flac", "yes", None)
+            for s in ("fash", "fbbh", "fclc")
+            for i in range(2)
+        ],
+        {},
+    )
+    _corpus(
+        root,
+        "fsdd_train",
+        [
+            (f"{d}_{s}_{i}.flac", "zero", None)
+            for s in ("george", "lucas")
+            for d in (0,)
+            for i in range(3)
+        ],
+        {},
+    )
+    _corpus(
+        root,
+        "librispeech_mini",
+        [
+            (f"{s}-1-000{i}.opus", "the old man read a book", s)
+            for s in ("11", "22", "33")
+            for i in range(2)
+        ],
+        opus,
+    )
+    _corpus(
+        root,
+        "speechocean762",
+        [
+            (f"so_{s}_{i}.opus", "we call it bear", f"so_{s}")
+            for s in ("1", "2", "3")
+            for i in range(2)
+        ],
+        opus,
+    )
+    _corpus(root, "ljspeech", [("LJ001-0001.opus", "printing in the only sense", "lj"),
+                               ("LJ002-0001.opus", "the old prison of newgate", "lj"),
+                               ("LJ050-0276.opus", LJ_DEV_TEXT, "lj")], opus)  # fmt: skip
+    (root / "lm_text").mkdir()
+    with lzma.open(root / "lm_text" / "ljspeech.txt.xz", "wt") as f:
+        f.write(f"a sentence to keep for the model\n{LJ_DEV_TEXT}\nanother one to keep here\n")
+    return root
+
+
+def run(script: str, *args: str, env: dict) -> subprocess.CompletedProcess:
+    result = subprocess.run(["bash", f"scripts/{script}", *args], cwd=ROOT, env={**os.environ,
+                            **env}, capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return result
+
+
+@requires_synth_tools
+def test_the_recipe_runs_on_tiny_data_and_reruns_as_a_no_op(tmp_path):
+    shared, work = fake_shared(tmp_path / "shared"), tmp_path / "work"
+    env = {"SHARED": str(shared), "SYNTH_HOURS": "0.01", "STT": STT, "PY": sys.executable,
+           "LM_MEMORY": "100M"}  # fmt: skip
+
+    # Data: every corpus split speaker-disjoint (LJSpeech by book), all validated.
+    run("train_default_model.sh", str(work), "small", env={**env, "STAGES": "data"})
+    for name in ("an4", "fsdd", "librispeech", "speechocean", "ljspeech"):
+        train = read_manifest(work / name / "train.jsonl")
+        dev = read_manifest(work / name / "dev.jsonl")
+        assert train and dev, name
+        assert not {u.speaker for u in train} & {u.speaker for u in dev}, name
+    assert [u.text for u in read_manifest(work / "ljspeech" / "dev.jsonl")] == [LJ_DEV_TEXT]
+    decoded = read_manifest(work / "decoded" / "librispeech" / "train.jsonl")
+    assert all(u.audio_filepath.suffix == ".flac" and u.audio_filepath.exists() for u in decoded)
+    again = run("prepare_data.sh", str(work), env=env)
+    assert "already validated" in again.stdout and "up to date" in again.stdout
+
+    # Training stage: the recipe's own stt train command, with a tiny model for one epoch.
+    overrides = " ".join([*TINY_MODEL, "trainer.max_epochs=1", "data.num_workers=0",
+                          "trainer.tensorboard=false"])  # fmt: skip
+    run(
+        "train_default_model.sh",
+        str(work),
+        "small",
+        env={**env, "STAGES": "train", "INIT_FROM": "none", "TRAIN_OVERRIDES": overrides},
+    )
+    result = json.loads((work / "runs" / "small-real" / "result.json").read_text())
+    assert result["epoch"] == 1 and (work / "runs" / "small-real" / "best.pt").exists()
+    assert set(result["dev"]) >= {"librispeech/dev", "speechocean/dev", "ljspeech/dev"}
+
+    # LM: built from lm_text minus the dev sentences, plus the train transcripts.
+    run("build_lm.sh", str(work), env=env)
+    external = (work / "lm_text" / "external.txt").read_text()
+    assert LJ_DEV_TEXT not in external and "a sentence to keep for the model" in external
+    assert "the old man read a book" in (work / "lm_text" / "transcripts.txt").read_text()
+    info = json.loads((work / "lm" / "lm.json").read_text())
+    assert info["order"] == 4 and info["quantize_bits"] == 8
+    assert (work / "lm" / "lm.bin").stat().st_size > 0
