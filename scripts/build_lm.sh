@@ -4,11 +4,11 @@
 # pruned, 8-bit quantised trie (build_binary -q 8 -b 8 -a 22). Each goes to WORK/lm/NAME/;
 # WORK/lm/ itself gets the one named by LM_CHOICE, the one scripts/package_model.sh ships.
 # scripts/bench_lm.py compares them (dev WER vs size vs beam-search speed).
-# Usage: scripts/build_lm.sh [WORK_DIR=data_cache]     (LM_CHOICE=4gram to change; idempotent)
+# Usage: scripts/build_lm.sh [WORK_DIR=data_cache]     (LM_CHOICE=4gram-small by default: under the 20 MiB file limit; idempotent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
-LM_CHOICE="${LM_CHOICE:-4gram}"
+LM_CHOICE="${LM_CHOICE:-4gram-small}"
 STT="${STT:-.venv/bin/stt}"
 PY="${PY:-.venv/bin/python}"
 TEXT="$WORK/lm_text"
