@@ -15,10 +15,13 @@ Usage: python scripts/lm_corpus.py WORK_DIR [SHARED_DATA]  ->  WORK_DIR/lm_text/
 
 from __future__ import annotations
 
-import json
 import lzma
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from stt.data.manifest import read_manifest  # noqa: E402
 
 NGRAM = 6
 OPEN_DEV = ("librispeech/dev", "ljspeech/dev", "synth/dev", "synth/test")
@@ -26,8 +29,7 @@ TRAIN = ("librispeech", "speechocean", "ljspeech", "an4", "fsdd", "synth")
 
 
 def texts(manifest: Path) -> list[str]:
-    with manifest.open(encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f if line.strip()]
+    return [u.text for u in read_manifest(manifest)]
 
 
 def ngrams(words: list[str]) -> set[tuple[str, ...]]:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stt.audio import SAMPLE_RATE
+
 GATE_DBFS = -60.0
 """Level (RMS of a 20 ms block, dB relative to full scale) below which there is no speech."""
 
@@ -25,7 +27,7 @@ def speech_frames(
     """``(n_frames,)`` bool: True where output frame ``k`` (samples ``start_sample + k *
     frame_samples`` onwards of ``waveform``) has a loud block within the context. Samples outside
     ``waveform`` count as silence."""
-    context = max(1, round(CONTEXT_SECONDS * 16_000 / frame_samples))
+    context = max(1, round(CONTEXT_SECONDS * SAMPLE_RATE / frame_samples))
     first = start_sample - context * frame_samples
     total = (n_frames + 2 * context) * frame_samples
     blocks = np.zeros(total, dtype=np.float32)

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from stt.audio import load_audio, write_flac
 from stt.data.manifest import Utterance, read_manifest, write_manifest
+from stt.errors import STTError
 
 LOSSLESS_SUFFIXES = frozenset({".flac", ".wav"})
 """Audio that already reads fast: referenced where it is, not copied."""
@@ -51,8 +52,6 @@ def decode_manifest(
         AudioError: naming the first file that cannot be read (nothing half-written is left).
         STTError: for a missing or malformed manifest, or clashing file names.
     """
-    from stt.errors import STTError
-
     out_dir = Path(out_dir)
     audio_dir = out_dir / "audio"
     audio_dir.mkdir(parents=True, exist_ok=True)
