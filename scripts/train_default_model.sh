@@ -3,8 +3,9 @@
 #   data     scripts/prepare_data.sh: synthetic corpus, speaker-disjoint dev splits of every real
 #            corpus in ../shared/data, validated; FLAC copies of the Opus train audio (fast reads);
 #   train    `medium` warm-started from the previous default, on all real train splits plus
-#            synthetic speech, LibriSpeech (the open-vocabulary readers) and AN4 weighted x2 and
-#            FSDD digits and synthetic voices x0.5, so neither drowns the reader data; stops at
+#            synthetic speech, LibriSpeech (the open-vocabulary readers) and AN4 weighted x2, the
+#            rest x1 (TRAIN_WEIGHTS; the shipped run began with FSDD and synthetic at x0.5 for its
+#            first 5 epochs, which left FSDD digits misspelt), so no corpus drowns the reader data; stops at
 #            the dev-loss plateau or after TRAIN_MINUTES (rerun to continue: trainer.resume=auto
 #            resumes exactly from the last checkpoint, written every 100 steps);
 #   lm       scripts/build_lm.sh: the pruned, 8-bit quantised 4-gram of lm_text/ + transcripts;
@@ -12,6 +13,7 @@
 #            decoder.yaml into stt/assets/default/, `stt eval` reports in bench/results/.
 # Usage: scripts/train_default_model.sh [WORK_DIR=data_cache] [MODEL=medium]
 #   STAGES="data train lm package" (default: all), TRAIN_MINUTES=85, INIT_FROM=checkpoint|none,
+#   TRAIN_WEIGHTS="2,1,1,2,1,1" (librispeech, speechocean, ljspeech, an4, fsdd, synth),
 #   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,7 @@ WORK="${1:-data_cache}"
 MODEL="${2:-medium}"
 STAGES="${STAGES:-data train lm package}"
 TRAIN_MINUTES="${TRAIN_MINUTES:-85}"
+TRAIN_WEIGHTS="${TRAIN_WEIGHTS:-2,1,1,2,1,1}"
 INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
 STT="${STT:-.venv/bin/stt}"
 RUN="$WORK/runs/$MODEL-real"
@@ -43,7 +46,7 @@ if has train; then
   fi
   $STT train model="$MODEL" "${init[@]}" \
     "data.train=[$W/decoded/librispeech/train.jsonl,$W/decoded/speechocean/train.jsonl,$W/decoded/ljspeech/train.jsonl,$W/an4/train.jsonl,$W/fsdd/train.jsonl,$W/synth/train.jsonl]" \
-    "data.train_weights=[2,1,1,2,0.5,0.5]" \
+    "data.train_weights=[$TRAIN_WEIGHTS]" \
     "data.dev=[$W/librispeech/dev.jsonl,$W/speechocean/dev.jsonl,$W/ljspeech/dev.jsonl,$W/an4/dev.jsonl,$W/fsdd/dev.jsonl,$W/synth/dev.jsonl]" \
     run_dir="$RUN" trainer.patience=4 trainer.min_delta=0.005 \
     trainer.max_time_minutes="$TRAIN_MINUTES" trainer.checkpoint_every_steps=100 \

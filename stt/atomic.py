@@ -4,11 +4,14 @@ Every writer of the project (transcripts, manifests, audio, checkpoints) goes th
 :func:`atomic_path`: the content is written under a temporary name that is unique per call (two
 processes writing one output folder must not share it), then renamed over the target; on any
 failure (a full disk, Ctrl-C) the temporary file is removed and the old target is untouched.
+Only a process killed outright (``kill -9``, power loss) can leave one behind:
+:func:`leftover_temporaries` finds those, for a later run to remove.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -39,3 +42,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def leftover_temporaries(path: str | Path) -> list[Path]:
+    """Temporary files of :func:`atomic_path` writes of ``path`` that never finished.
+
+    Only a killed writer leaves them; remove them only when no other process may be writing
+    ``path`` at the same time."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.partial"))

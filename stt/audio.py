@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -52,8 +59,54 @@ _SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
 
 
 def _unreadable(path: Path, exc: Exception) -> AudioError:
+    """A file that opened but failed part way through: damaged or cut short."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return AudioError(f"{path}: unreadable audio ({reason})")
+    reason = re.sub(r"^Error\s*:\s*", "", reason).rstrip(".")
+    return AudioError(f"{path}: unreadable audio, damaged or truncated ({reason})")
+
+
+def _undecodable(path: Path, exc: Exception) -> AudioError:
+    """An existing file libsndfile cannot open: say so, not libsndfile's "Error opening 'x':
+    File does not exist" (which its MP3 reader says of any file that is not MP3)."""
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    reason = re.sub(r"^Error opening .*?: ", "", reason)
+    if "does not exist" in reason or "not recognised" in reason.lower():
+        reason = "format not recognised"
+    return AudioError(f"{path}: not an audio file soundfile can decode ({reason.rstrip('.')})")
+
+
+_MPEG_SUFFIXES = {".mp3", ".mp2", ".mp1", ".mpeg", ".mpga"}
+_native_stderr_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_mpeg_notes(path: Path) -> Iterator[None]:
+    """Keep libmpg123's "Note: Illegal Audio-MPEG-Header ..." lines (written by the C library
+    straight to file descriptor 2) off the user's terminal while an MPEG file is opened or read.
+
+    What else reached stderr meanwhile (a progress bar, a log line) is written back afterwards.
+    """
+    if path.suffix.lower() not in _MPEG_SUFFIXES:
+        yield
+        return
+    with _native_stderr_lock, tempfile.TemporaryFile() as capture:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            kept = [
+                line
+                for line in capture.read().decode("utf-8", "replace").splitlines(keepends=True)
+                if not line.startswith(("Note: ", "Warning: ", "[src/libmpg123"))
+            ]
+            if kept:
+                sys.stderr.write("".join(kept))
 
 
 def open_audio(path: str | Path) -> sf.SoundFile:
@@ -71,9 +124,10 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        handle = sf.SoundFile(str(path))
+        with quiet_mpeg_notes(path):
+            handle = sf.SoundFile(str(path))
     except _SOUNDFILE_ERRORS as exc:
-        raise _unreadable(path, exc) from None
+        raise _undecodable(path, exc) from None
     if handle.samplerate < MIN_SAMPLE_RATE:
         handle.close()
         raise AudioError(
@@ -96,7 +150,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     path = Path(path)
     with open_audio(path) as handle:
         try:
-            data = handle.read(dtype="float32", always_2d=True)
+            with quiet_mpeg_notes(path):
+                data = handle.read(dtype="float32", always_2d=True)
         except _SOUNDFILE_ERRORS as exc:
             raise _unreadable(path, exc) from None
         rate = handle.samplerate

@@ -1,13 +1,17 @@
 """The `stt` command: thin subcommands over the library's functions.
 
 Each job takes Hydra-style ``key=value`` overrides of its ``conf/`` file after its options.
-User errors (:class:`stt.errors.STTError`) print one line and exit 1; nothing else is caught.
+User errors (:class:`stt.errors.STTError`) and file-system failures (a full disk, a read-only
+folder: ``OSError``) print one line and exit 1; Ctrl-C prints ``stt: interrupted`` and exits 130;
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -478,6 +482,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         )
         for name, f in entry["sets"].items():
             print(f"          {name}: WER {100 * f['wer']:.2f}%  CER {100 * f['cer']:.2f}%")
+    for name, s in report["sets"].items():
+        skipped = s["bad_manifest_lines"] + s["unreadable_audio"]
+        if skipped:
+            print(
+                f"{name}: {skipped} utterance(s) skipped ({s['bad_manifest_lines']} malformed "
+                f"line(s), {s['unreadable_audio']} unreadable audio file(s)): see the warnings"
+            )
+        if s["unscorable_utterances"]:
+            print(
+                f"{name}: {s['unscorable_utterances']} reference(s) with characters the model "
+                "cannot emit: see the warnings"
+            )
     print(f"report: {cfg.out_dir}/report.md")
     return 0
 
@@ -568,6 +584,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     out_dir = Path(cfg.output_dir or ".")
     if not paths:
         raise ConfigError("give at least one audio file, folder, glob pattern or manifest")
+    if write:  # said once, before any work, rather than once per transcript file
+        prepare_output_dir(out_dir, "--output-dir")
     if args.stream:
         return transcribe_live(args, cfg, decoder, paths, formats, out_dir)
     files, problems = find_audio(paths)
@@ -599,6 +617,18 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
                                file=sys.stderr)  # fmt: skip
                     failed += 1
     return 1 if failed else 0
+
+
+def prepare_output_dir(folder: Path, option: str) -> None:
+    """Create ``folder`` (and its parents) or say in one line why it cannot be."""
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{option} {folder}: is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{option} {folder}: cannot create ({describe_os_error(exc)})") from None
+    if not os.access(folder, os.W_OK):
+        raise ConfigError(f"{option} {folder}: not writable")
 
 
 def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir: Path) -> int:
@@ -689,9 +719,26 @@ def main(argv: list[str] | None = None) -> int:
     except STTError as exc:
         print(f"stt: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `stt transcribe ... | head`: the reader left, nothing to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - so the exit flush cannot fail again
+        return 1
+    except OSError as exc:  # a full disk, a read-only or missing folder: the user's to fix
+        print(f"stt: error: {describe_os_error(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stt: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for a file-system failure: the path, then the system's reason."""
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOTDIR:
+        reason += " (a part of this path is a file)"
+    if exc.filename is None:
+        return reason
+    target = f" -> {exc.filename2}" if exc.filename2 is not None else ""
+    return f"{exc.filename}{target}: {reason}"
 
 
 if __name__ == "__main__":

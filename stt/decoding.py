@@ -257,6 +257,22 @@ def pyctcdecode_labels(vocab: Vocabulary) -> list[str]:
     return ["" if i == vocab.blank_id else tok for i, tok in enumerate(vocab.tokens)]
 
 
+KENLM_BINARY_MAGIC = b"mmap lm http://kheafield.com/code"
+
+
+def check_kenlm_file(path: Path) -> None:
+    """A KenLM binary or an ARPA file, told by its first bytes: anything else is refused here,
+    before KenLM prints its loading chatter and a decoding error about some other file."""
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    compressed_arpa = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")  # gzip, bzip2, xz: KenLM reads them
+    if head.startswith((KENLM_BINARY_MAGIC, *compressed_arpa)):
+        return
+    if head.lstrip().startswith(b"\\data\\"):
+        return
+    raise ConfigError(f"{path}: not a KenLM language model (neither a KenLM binary nor ARPA text)")
+
+
 def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     """A pyctcdecode ``BeamSearchDecoderCTC``, with the KenLM model loaded if configured."""
     from pyctcdecode import build_ctcdecoder
@@ -265,8 +281,11 @@ def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     if not config.lm:
         return build_ctcdecoder(labels)
     lm_path = Path(config.lm)
+    if lm_path.is_dir():
+        raise ConfigError(f"{config.lm}: is a folder, not a language model file (lm.bin)")
     if not lm_path.is_file():
         raise ConfigError(f"language model not found: {config.lm}")
+    check_kenlm_file(lm_path)
     unigrams = load_unigrams(config.unigrams) if config.unigrams else None
     try:
         return build_ctcdecoder(

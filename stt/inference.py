@@ -8,6 +8,7 @@ The model runs as its fused inference copy (:mod:`stt.fusion`: same log-probs, l
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.data.sampler import make_batches
-from stt.errors import AudioError
+from stt.errors import AudioError, ConfigError
 from stt.fusion import fused_for_inference
 from stt.model import WaveNetCTC
 from stt.silence import gate_silence
@@ -34,9 +35,23 @@ class InferenceTiming:
     compute_seconds: float = 0.0
 
 
-def pick_device(spec: str = "auto") -> torch.device:
+def pick_device(spec: str = "auto", option: str = "--device") -> torch.device:
+    """``auto`` (CUDA if present), ``cpu``, ``cuda`` or ``cuda:N``; anything else, or CUDA on a
+    machine without it, is a :class:`ConfigError` naming ``option`` (torch would raise a bare
+    RuntimeError listing twenty device types)."""
+    spec = str(spec).strip().lower()
     if spec == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", spec):
+        raise ConfigError(f"{option}={spec}: not a device; use auto, cpu, cuda or cuda:N")
+    if spec.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{option}={spec}: CUDA is not available on this machine; use cpu")
+        index = int(spec.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"{option}={spec}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
     return torch.device(spec)
 
 

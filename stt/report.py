@@ -58,6 +58,9 @@ def write_reports(out_dir: Path, cfg, model, sets, scores) -> dict:
                 "hours": s.seconds / 3600,
                 "bad_manifest_lines": len(s.bad_lines),
                 "unreadable_audio": len(s.bad_audio),
+                # references with characters the model cannot emit: certain errors
+                "unscorable_utterances": s.unscorable_utterances,
+                "unscorable_chars": dict(s.unscorable_chars.most_common()),
             }
             for s in sets
         },
@@ -149,6 +152,16 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"- {name}: {s['bad_manifest_lines']} malformed manifest line(s), "
                 f"{s['unreadable_audio']} unreadable audio file(s) (see the log)"
+            )
+        lines.append("")
+    unscorable = {n: s for n, s in report["sets"].items() if s.get("unscorable_utterances")}
+    if unscorable:
+        lines += ["## References the model cannot match", ""]
+        for name, s in unscorable.items():
+            chars = " ".join(f"{c!r}x{n}" for c, n in s["unscorable_chars"].items())
+            lines.append(
+                f"- {name}: {s['unscorable_utterances']} reference(s) hold characters outside "
+                f"the model's vocabulary, each a certain error: {chars}"
             )
         lines.append("")
     lines += [

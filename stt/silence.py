@@ -54,3 +54,59 @@ def gate_silence(
     gated[~keep] = -1e4
     gated[~keep, blank_id] = 0.0
     return gated
+
+
+class StreamGate:
+    """:func:`gate_silence` for a live stream, fed audio as it arrives.
+
+    Output frame ``k`` is open if a loud block lies within the context before it or at most as
+    far after it as has been heard: a causal model emits frame ``k`` once block ``k`` is in, so
+    the gate adds no latency. Only the last few blocks are kept: memory does not grow with the
+    stream.
+    """
+
+    def __init__(self, frame_samples: int) -> None:
+        self.frame_samples = frame_samples
+        self.context = max(1, round(CONTEXT_SECONDS * SAMPLE_RATE / frame_samples))
+        self.reset()
+
+    def reset(self) -> None:
+        self._partial = np.zeros(0, dtype=np.float32)  # samples of the block being heard
+        self._loud: list[bool] = []  # per complete block, from block `_first` on
+        self._first = 0
+
+    def hear(self, samples: np.ndarray) -> None:
+        """Take ``(n,)`` 16 kHz samples, the next of the stream."""
+        buf = np.concatenate([self._partial, samples]) if len(self._partial) else samples
+        whole = len(buf) // self.frame_samples * self.frame_samples
+        if whole:
+            blocks = buf[:whole].reshape(-1, self.frame_samples).astype(np.float64)
+            self._loud.extend((np.mean(blocks**2, axis=1) > 10 ** (GATE_DBFS / 10)).tolist())
+        self._partial = buf[whole:].copy()
+
+    def finish(self) -> None:
+        """End of stream: the last, partial block counts (zero-padded, as offline)."""
+        if len(self._partial):
+            pad = np.zeros(self.frame_samples - len(self._partial), dtype=np.float32)
+            self.hear(pad)
+
+    def apply(self, log_probs: np.ndarray, first_frame: int, blank_id: int = 0) -> np.ndarray:
+        """``log_probs (frames, vocab)`` of output frames ``first_frame`` onwards, with the
+        frames without speech set to a certain blank."""
+        n = len(log_probs)
+        keep = np.zeros(n, dtype=bool)
+        loud = np.array(self._loud, dtype=bool)
+        for i in range(n):
+            lo = max(first_frame + i - self.context - self._first, 0)
+            hi = first_frame + i + self.context + 1 - self._first
+            keep[i] = bool(loud[lo : max(hi, 0)].any())
+        # Blocks no later frame can see again are dropped.
+        drop = max(0, first_frame + n - self.context - self._first)
+        del self._loud[:drop]
+        self._first += drop
+        if keep.all():
+            return log_probs
+        gated = log_probs.copy()
+        gated[~keep] = -1e4
+        gated[~keep, blank_id] = 0.0
+        return gated

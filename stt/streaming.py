@@ -58,9 +58,10 @@ from torch import Tensor
 
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.decoding import DecoderConfig, Word, build_decoder
-from stt.errors import ConfigError
+from stt.errors import AudioError, ConfigError
 from stt.features import RunningNormState
 from stt.model import ChannelLayerNorm, NoNorm, WaveNetCTC
+from stt.silence import StreamGate
 from stt.text import Vocabulary
 from stt.transcribe import (
     ChunkDecoder,
@@ -342,10 +343,15 @@ def _as_float32(samples: np.ndarray | Tensor) -> np.ndarray:
         samples = samples.detach().cpu().numpy()
     samples = np.asarray(samples)
     if samples.ndim != 1:
-        raise ValueError(f"samples must be 1-D (samples,), got shape {samples.shape}")
+        raise AudioError(f"audio chunk must be 1-D (samples,) 16 kHz mono, got shape "
+                         f"{samples.shape}")  # fmt: skip
     if samples.dtype == np.int16:
         return samples.astype(np.float32) / 32768.0
-    return np.ascontiguousarray(samples, dtype=np.float32)
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    # Refused before any state changes, so the stream goes on with the next good chunk.
+    if not np.isfinite(samples).all():
+        raise AudioError("audio chunk contains NaN or infinite sample values; chunk ignored")
+    return samples
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,6 +511,7 @@ class StreamingTranscriber:
         max_segment_seconds: float = 7.0,
         max_segment_words: int = 12,
         threads: int | None = 1,
+        gate: bool = True,
     ) -> None:
         if model.vocab_size != len(vocab):
             raise ConfigError(
@@ -513,6 +520,8 @@ class StreamingTranscriber:
         self.encoder = StreamingEncoder(model, name, threads)
         self.vocab = vocab
         self.frame_seconds = self.encoder.frame_seconds
+        frame_samples = round(self.frame_seconds * SAMPLE_RATE)
+        self.gate = StreamGate(frame_samples) if gate else None
         self.decoder_config = decoder if decoder is not None else DecoderConfig()
         self.greedy = GreedyStream(vocab, self.frame_seconds)
         self._beam = None
@@ -526,6 +535,8 @@ class StreamingTranscriber:
         """Drop the current utterance; the next chunk starts a new one."""
         self.encoder.reset()
         self.greedy.reset()
+        if self.gate is not None:
+            self.gate.reset()
         self._text = ""
         self._chunks = None
         if self._beam is not None:
@@ -546,12 +557,17 @@ class StreamingTranscriber:
 
     def accept(self, samples: np.ndarray | Tensor) -> Partial:
         """Feed ``(n,)`` samples; returns the partial transcript of the utterance so far."""
+        samples = _as_float32(samples)  # a bad chunk is refused here, before any state changes
+        if self.gate is not None:
+            self.gate.hear(samples)
         return self._advance(self.encoder.accept(samples))
 
     def finish(self) -> Transcript:
         """End the utterance: its final transcript (times in seconds from its start); the
         transcriber is then ready for the next one."""
         duration = self.encoder.seconds
+        if self.gate is not None:
+            self.gate.finish()
         self._advance(self.encoder.finish())
         words = self.greedy.finish()
         text = " ".join(w.word for w in words)
@@ -564,6 +580,8 @@ class StreamingTranscriber:
 
     def _advance(self, log_probs: Tensor) -> Partial:
         lp = log_probs.numpy()
+        if len(lp) and self.gate is not None:  # no words where there is no speech
+            lp = self.gate.apply(lp, self.greedy.frames, self.vocab.blank_id)
         if len(lp):
             self.greedy.accept(lp)
             if self._chunks is not None:
@@ -684,6 +702,8 @@ def audio_chunks(source: str | Path, chunk_samples: int) -> Iterator[np.ndarray]
     """Chunks of ``source``: ``-`` is raw s16le 16 kHz mono PCM on stdin, ``mic:`` the
     microphone (if no such file exists), anything else an audio file."""
     if str(source) == "-":
+        if sys.stdin is None or sys.stdin.closed:  # e.g. started with `<&-`
+            raise AudioError("-: standard input is closed; pipe raw s16le 16 kHz PCM into it")
         return pcm_chunks(sys.stdin.buffer, chunk_samples)
     if str(source) == "mic:" and not Path(source).exists():
         return microphone_chunks(chunk_samples)

@@ -571,8 +571,6 @@ class Transcriber:
             raise ConfigError(
                 f"the model emits {model.vocab_size} labels but the vocabulary has {len(vocab)}"
             )
-        if str(device).startswith("cuda") and not torch.cuda.is_available():
-            raise ConfigError("CUDA is not available on this machine: use --device cpu")
         self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.vocab = vocab
@@ -655,10 +653,15 @@ class Transcriber:
 
     def _log_prob_chunks(self, audio, progress: bool) -> tuple[float, Iterator[np.ndarray], bool]:
         """``(duration in seconds, log-prob chunks, streamed?)``; opening errors raise here."""
+        if isinstance(audio, torch.Tensor):
+            audio = audio.detach().cpu().numpy()
         if isinstance(audio, np.ndarray):
             waveform = np.ascontiguousarray(audio, dtype=np.float32)
             if waveform.ndim != 1:
-                raise ValueError(f"waveform must be 1-D (samples,), got {waveform.shape}")
+                raise AudioError(
+                    f"waveform must be 1-D (samples,) 16 kHz mono, got shape {waveform.shape}: "
+                    "mix channels first, e.g. waveform.mean(axis=1)"
+                )
             if not len(waveform):
                 raise AudioError("waveform has zero samples")
             if not np.isfinite(waveform).all():

@@ -49,7 +49,7 @@ def test_unreadable_source_is_named_and_nothing_half_written(tmp_path):
     bad = tmp_path / "bad.opus"
     bad.write_bytes(b"not audio at all" * 10)
     manifest = write_manifest(tmp_path / "m.jsonl", [Utterance(bad, 1.0, "x")])
-    with pytest.raises(AudioError, match="bad.opus: unreadable audio"):
+    with pytest.raises(AudioError, match="bad.opus: not an audio file soundfile can decode"):
         decode_manifest(manifest, tmp_path / "dec", workers=1, progress=False)
     assert list((tmp_path / "dec" / "audio").iterdir()) == []
     assert not (tmp_path / "dec" / "m.jsonl").exists()

@@ -20,7 +20,7 @@ import stt.streaming as streaming_module
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.cli import main
 from stt.decoding import BeamSearchDecoder, DecoderConfig, GreedyDecoder
-from stt.errors import ConfigError
+from stt.errors import AudioError, ConfigError
 from stt.features import FeatureConfig
 from stt.model import ModelConfig, WaveNetCTC
 from stt.streaming import (
@@ -240,6 +240,29 @@ def test_transcriber_reset_equals_a_fresh_transcriber(model, speech):
     assert transcriber.finish() == fresh.finish()
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_chunk_is_refused_and_the_stream_goes_on(model, speech, bad):
+    transcriber = StreamingTranscriber(model, VOCAB)
+    fresh = StreamingTranscriber(model, VOCAB)
+    half = len(speech) // 2
+    assert transcriber.accept(speech[:half]) == fresh.accept(speech[:half])
+    chunk = np.zeros(1600, np.float32)
+    chunk[10] = bad
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        transcriber.accept(chunk)
+    assert transcriber.accept(speech[half:]) == fresh.accept(speech[half:])
+    assert transcriber.finish() == fresh.finish()
+    # and the next utterance on the same object is unharmed
+    assert transcriber.accept(speech) == fresh.accept(speech)
+    assert transcriber.finish() == fresh.finish()
+
+
+def test_a_stereo_chunk_is_an_stt_error_naming_the_shape(model):
+    transcriber = StreamingTranscriber(model, VOCAB)
+    with pytest.raises(AudioError, match=r"1-D.*\(1600, 2\)"):
+        transcriber.accept(np.zeros((1600, 2), np.float32))
+
+
 def test_greedy_transcriber_keeps_no_log_probs_beyond_the_open_word(model):
     transcriber = StreamingTranscriber(model, VOCAB)
     waveform = audio(20.0, seed=4)
@@ -411,4 +434,65 @@ def test_cli_stream_reports_an_unreadable_file_in_one_line(checkpoint, tmp_path,
     path.write_text("not audio")
     assert main(["transcribe", str(path), "--stream", "--model", str(checkpoint)]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"stt: error: {path}: unreadable audio")
+    assert len(err) == 1 and err[0].startswith(
+        f"stt: error: {path}: not an audio file soundfile can decode"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The silence gate, live
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level_dbfs", [None, -80.0], ids=["digital-silence", "noise-at-80dBFS"])
+def test_a_live_stream_of_no_speech_gives_no_words(model, level_dbfs):
+    rng = np.random.default_rng(5)
+    n = 5 * SAMPLE_RATE
+    quiet = np.zeros(n, np.float32)
+    if level_dbfs is not None:
+        quiet = (10 ** (level_dbfs / 20) * rng.standard_normal(n)).astype(np.float32)
+    ungated = StreamingTranscriber(model, VOCAB, gate=False)
+    gated = StreamingTranscriber(model, VOCAB)
+    for i in range(0, n, 1600):
+        ungated.accept(quiet[i : i + 1600])
+        partial = gated.accept(quiet[i : i + 1600])
+        assert partial.text == ""
+    assert ungated.finish().text != ""  # the model does emit junk here: the gate removes it
+    result = gated.finish()
+    assert (result.text, result.words) == ("", [])
+
+
+def test_the_live_gate_keeps_speech_and_equals_the_offline_gate_once_all_is_heard():
+    from stt.silence import StreamGate, speech_frames
+
+    frame = 320
+    waveform = np.zeros(4 * SAMPLE_RATE, np.float32)
+    waveform[SAMPLE_RATE : 2 * SAMPLE_RATE] = audio(1.0, seed=2)
+    frames = len(waveform) // frame
+    lp = np.full((frames, len(VOCAB)), -1.0, np.float32)  # a gated frame's blank becomes 0
+    offline_keep = speech_frames(waveform, frame, frames)
+    # Live: each frame is gated as soon as its own block is heard (no look-ahead).
+    live, done = StreamGate(frame), 0
+    kept = []
+    for i in range(0, len(waveform), 1234):
+        live.hear(waveform[i : i + 1234])
+        ready = (i + 1234) // frame - done
+        if ready > 0:
+            kept.append(live.apply(lp[done : done + ready], done)[:, 0] != 0.0)
+            done += ready
+    live.finish()
+    kept.append(live.apply(lp[done:], done)[:, 0] != 0.0)
+    gated_live = ~np.concatenate(kept)
+    speech_part = np.zeros(frames, bool)
+    speech_part[SAMPLE_RATE // frame : 2 * SAMPLE_RATE // frame] = True
+    assert gated_live[speech_part].sum() == 0  # no frame of speech is gated
+    assert gated_live.sum() > 0.6 * frames  # most of the silence is
+    # The live gate differs from the offline one only in the frames just before the onset.
+    onset = SAMPLE_RATE // frame
+    differ = np.flatnonzero(gated_live == offline_keep)
+    assert set(differ) <= set(range(onset - 11, onset))
+    # Heard whole before gating, it is the offline gate exactly.
+    whole = StreamGate(frame)
+    whole.hear(waveform)
+    whole.finish()
+    np.testing.assert_array_equal(whole.apply(lp, 0)[:, 0] != 0.0, offline_keep)

@@ -1,13 +1,11 @@
-"""`stt train`: loss falls, exact resume (also after SIGKILL), plateau stop, DDP, checkpoints."""
+"""`stt train`: loss falls, exact resume, plateau stop, DDP, checkpoints (faults: test_faults)."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -101,39 +99,6 @@ def stt_train(corpus: Path, run_dir: Path, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "stt", "train", *cli_args(corpus, run_dir, *overrides)]
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
-    run_dir = tmp_path / "killed"
-    every = ("trainer.checkpoint_every_steps=3", "trainer.eval_every_steps=1000")
-    long_run = stt_train(corpus, run_dir, "trainer.max_steps=400", *every)
-    proc = subprocess.Popen(long_run, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        last = run_dir / "last.pt"
-        if last.exists() and load_checkpoint(last)["step"] >= 6:
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.communicate()
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    killed_at = load_checkpoint(run_dir / "last.pt")["step"]
-    assert 6 <= killed_at < 30
-
-    resumed = subprocess.run(
-        stt_train(corpus, run_dir, "trainer.max_steps=30", *every),
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stderr and f"step {killed_at}" in resumed.stderr
-    uninterrupted = tmp_path / "uninterrupted"
-    subprocess.run(
-        stt_train(corpus, uninterrupted, "trainer.max_steps=30", *every),
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    a, _ = load_model(run_dir / "last.pt")
-    b, _ = load_model(uninterrupted / "last.pt")
-    assert weights_fingerprint(a) == weights_fingerprint(b)
-
-
 def test_plateau_stop_fires_when_the_dev_metric_stops_improving(corpus, tmp_path):
     # With a zero learning rate (and no batch-norm statistics to drift) the model never
     # changes, so the dev loss never improves.
@@ -186,7 +151,9 @@ def test_corrupt_checkpoint_is_a_clear_error(corpus, tmp_path):
     run_dir = tmp_path / "corrupt"
     run_dir.mkdir()
     (run_dir / "last.pt").write_bytes(b"definitely not a checkpoint")
-    with pytest.raises(CheckpointError, match="last.pt: not a readable checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"last.pt: not a checkpoint \(not a PyTorch zip archive\)"
+    ):
         train(config(corpus, run_dir, "trainer.max_steps=2"))
 
 

@@ -164,6 +164,21 @@ def test_tuned_decoder_beside_the_checkpoint_is_used_and_explicit_settings_win(
         assert transcriber.decoder_config.kind == "greedy"
 
 
+@pytest.mark.parametrize("shape", [(16000, 2), (2, 16000), (1, 1, 16000)])
+def test_a_multichannel_waveform_is_an_stt_error_not_a_bare_value_error(shape):
+    with Transcriber(tiny_model(), VOCAB) as transcriber:
+        with pytest.raises(AudioError, match="1-D"):
+            transcriber.transcribe(np.zeros(shape, np.float32))
+
+
+def test_a_torch_tensor_waveform_transcribes_like_the_numpy_one():
+    waveform = np.random.default_rng(0).normal(0, 0.1, SAMPLE_RATE).astype(np.float32)
+    with Transcriber(tiny_model(), VOCAB) as transcriber:
+        from_numpy = transcriber.transcribe(waveform)
+        from_torch = transcriber.transcribe(torch.from_numpy(waveform))
+    assert from_torch.text == from_numpy.text and from_torch.duration == from_numpy.duration
+
+
 def test_silence_is_an_empty_transcript_not_an_error(checkpoint, tmp_path):
     sf.write(tmp_path / "silence.wav", np.zeros(SAMPLE_RATE * 2, np.float32), SAMPLE_RATE)
     model = tiny_model()
@@ -180,7 +195,7 @@ def test_silence_is_an_empty_transcript_not_an_error(checkpoint, tmp_path):
     [
         ("missing.wav", None, "file not found"),
         ("empty.wav", b"", "file is empty (0 bytes)"),
-        ("notes.wav", b"these are not samples", "unreadable audio"),
+        ("notes.wav", b"these are not samples", "not an audio file soundfile can decode"),
     ],
 )
 def test_bad_files_raise_a_one_line_audio_error(checkpoint, tmp_path, name, content, message):
@@ -519,7 +534,7 @@ def test_cli_reports_a_bad_file_on_one_line_and_transcribes_the_others(
     assert [line.split(": ")[0] for line in lines] == [str(speech["u0"]), str(speech["u1"])]
     errors = [line for line in captured.err.splitlines() if line.startswith("stt: error:")]
     assert errors == [e for e in errors if str(bad) in e] and len(errors) == 1
-    assert f"{bad}: unreadable audio" in errors[0]
+    assert f"{bad}: not an audio file soundfile can decode" in errors[0]
 
 
 def test_cli_beam_options_and_overrides(checkpoint, speech, capsys):

@@ -89,23 +89,29 @@ def parse_line(line: str, manifest_dir: Path, where: str) -> Utterance:
 def iter_manifest_lines(path: str | Path) -> Iterator[tuple[int, Utterance | ManifestError]]:
     """Yield ``(line_number, Utterance or ManifestError)`` for every non-blank line.
 
-    Lets a validator report every bad line instead of stopping at the first.
+    Lets a validator report every bad line instead of stopping at the first; a line that is not
+    UTF-8 is one bad line, not the end of the file.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"{path}: is a folder, not a manifest file (.jsonl)")
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
     manifest_dir = path.resolve().parent
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for lineno, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, parse_line(line, manifest_dir, f"{path}:{lineno}")
-                except ManifestError as exc:
-                    yield lineno, exc
-    except UnicodeDecodeError as exc:
-        raise ManifestError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield lineno, ManifestError(f"{where}: not UTF-8 text ({exc.reason})")
+                continue
+            try:
+                yield lineno, parse_line(line, manifest_dir, where)
+            except ManifestError as exc:
+                yield lineno, exc
 
 
 def read_manifest(path: str | Path) -> list[Utterance]:

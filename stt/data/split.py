@@ -15,6 +15,21 @@ from stt.data.manifest import Utterance, read_manifest, write_manifest
 from stt.errors import ConfigError
 
 
+def compile_speaker_pattern(pattern: str) -> re.Pattern:
+    """``--speaker-pattern``, which must compile and hold a group to capture the speaker."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(
+            f"--speaker-pattern {pattern!r}: not a regular expression ({exc})"
+        ) from None
+    if compiled.groups < 1:
+        raise ConfigError(
+            f"--speaker-pattern {pattern!r}: needs a group ( ) around the speaker, e.g. '^([^_]+)_'"
+        )
+    return compiled
+
+
 def speaker_of(utt: Utterance, pattern: re.Pattern | None) -> str:
     """The ``speaker`` key, else the first group of ``pattern`` matched on the file name."""
     if pattern is not None:
@@ -46,7 +61,7 @@ def split_by_speaker(
     split by book (a pattern on the file name), or to keep a published dev split."""
     if dev_speakers is None and not 0 < dev_fraction < 1:
         raise ConfigError(f"dev fraction must be between 0 and 1, got {dev_fraction}")
-    compiled = re.compile(pattern) if pattern else None
+    compiled = compile_speaker_pattern(pattern) if pattern else None
     by_speaker: dict[str, list[Utterance]] = defaultdict(list)
     for utt in utterances:
         speaker = speaker_of(utt, compiled)

@@ -7,9 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import soundfile as sf
 from tqdm import tqdm
 
-from stt.audio import audio_duration
+from stt.audio import open_audio
 from stt.data.manifest import Utterance, iter_manifest_lines
 from stt.errors import AudioError, ManifestError
 from stt.text import Vocabulary
@@ -26,7 +28,9 @@ class ManifestReport:
     accents: Counter = field(default_factory=Counter)
     oov_chars: Counter = field(default_factory=Counter)
     oov_lines: list[int] = field(default_factory=list)
+    oov_errors: list[str] = field(default_factory=list)  # "file:line: ..." per line
     empty_texts: int = 0
+    empty_errors: list[str] = field(default_factory=list)  # "file:line: ..." per line
     line_errors: list[str] = field(default_factory=list)
     audio_errors: list[str] = field(default_factory=list)
     duration_mismatches: list[str] = field(default_factory=list)
@@ -50,12 +54,13 @@ class ManifestReport:
             lines.append(f"  accents: {accents}")
         if self.empty_texts:
             lines.append(f"  warning: {self.empty_texts} utterance(s) with an empty transcript")
+            lines += _listed(self.empty_errors, max_listed)
         if self.oov_chars:
             chars = " ".join(f"{c!r}x{n}" for c, n in self.oov_chars.most_common())
             lines.append(
                 f"  characters outside the vocabulary on {len(self.oov_lines)} line(s): {chars}"
-                f" (first lines: {', '.join(map(str, self.oov_lines[:max_listed]))})"
             )
+            lines += _listed(self.oov_errors, max_listed)
         for title, items in (
             ("malformed lines", self.line_errors),
             ("missing or unreadable audio", self.audio_errors),
@@ -63,10 +68,16 @@ class ManifestReport:
         ):
             if items:
                 lines.append(f"  {title}: {len(items)}")
-                lines += [f"    {item}" for item in items[:max_listed]]
-                if len(items) > max_listed:
-                    lines.append(f"    ... and {len(items) - max_listed} more")
+                lines += _listed(items, max_listed)
         return "\n".join(lines)
+
+
+def _listed(items: list[str], max_listed: int) -> list[str]:
+    """The first ``max_listed`` problem lines, indented, and how many more there are."""
+    out = [f"    {item}" for item in items[:max_listed]]
+    if len(items) > max_listed:
+        out.append(f"    ... and {len(items) - max_listed} more")
+    return out
 
 
 def validate_manifest(
@@ -79,9 +90,11 @@ def validate_manifest(
 ) -> ManifestReport:
     """Read every line of a manifest and check its text and (optionally) its audio.
 
-    Audio is checked from file headers only (cheap), in ``workers`` threads: existence,
-    readability and that the header's duration is within ``duration_tolerance`` seconds of
-    the manifest's. A manifest that cannot be opened at all raises ``ManifestError``.
+    Audio is decoded whole, in ``workers`` threads, block by block (bounded memory): each file
+    must exist, decode to its last sample (a truncated file may decode a prefix silently or
+    fail late), hold as many samples as its header says, hold only finite samples, and last
+    within ``duration_tolerance`` seconds of the manifest's duration. Every problem is one line
+    ``file:LINE: ...``. A manifest that cannot be opened at all raises ``ManifestError``.
     """
     vocab = vocab or Vocabulary.default()
     report = ManifestReport(Path(path))
@@ -99,10 +112,13 @@ def validate_manifest(
             report.accents[item.accent] += 1
         if not item.text.strip():
             report.empty_texts += 1
+            report.empty_errors.append(f"{path}:{lineno}: empty transcript")
         oov = [c for c in item.text if c not in vocab]
         if oov:
             report.oov_chars.update(oov)
             report.oov_lines.append(lineno)
+            chars = " ".join(repr(c) for c in dict.fromkeys(oov))
+            report.oov_errors.append(f"{path}:{lineno}: characters outside the vocabulary: {chars}")
     if check_audio and rows:
         with ThreadPoolExecutor(workers) as pool:
             checks = pool.map(lambda row: _check_audio(path, *row, duration_tolerance), rows)
@@ -116,12 +132,48 @@ def validate_manifest(
     return report
 
 
+_BLOCK_FRAMES = 1 << 16  # frames decoded at a time: memory stays bounded for long files
+_TRUNCATION_SLACK_SECONDS = 0.01  # MP3 headers estimate their length; a real cut is larger
+
+
+def decoded_seconds(path: str | Path) -> float:
+    """Decode the whole file block by block and return its duration in seconds, counted from
+    the samples decoded rather than read from the header.
+
+    Raises:
+        AudioError: missing, unreadable, truncated (fewer samples than the header says, or a
+            decoder error part way), zero samples, or NaN/infinite sample values.
+    """
+    with open_audio(path) as handle:
+        rate, promised = handle.samplerate, handle.frames
+        decoded = 0
+        try:
+            while True:
+                block = handle.read(_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                if not np.isfinite(block).all():
+                    raise AudioError(f"{path}: audio contains NaN or infinite sample values")
+                decoded += len(block)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AudioError(f"{path}: unreadable audio, truncated or corrupt ({reason})") from None
+    if decoded == 0:
+        raise AudioError(f"{path}: audio has zero samples")
+    if 0 < promised and promised - decoded > _TRUNCATION_SLACK_SECONDS * rate:
+        raise AudioError(
+            f"{path}: truncated: the header says {promised / rate:.2f} s, "
+            f"only {decoded / rate:.2f} s decode"
+        )
+    return decoded / rate
+
+
 def _check_audio(
     manifest: str | Path, lineno: int, utt: Utterance, tolerance: float
 ) -> tuple[str, str]:
     where = f"{manifest}:{lineno}"
     try:
-        actual = audio_duration(utt.audio_filepath)
+        actual = decoded_seconds(utt.audio_filepath)
     except AudioError as exc:
         return "audio", f"{where}: {exc}"
     if abs(actual - utt.duration) > tolerance:

@@ -3,10 +3,23 @@ and the ``finetune`` section of ``conf/finetune.yaml``."""
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from stt.data.augment import AugmentConfig
+from stt.errors import ConfigError
 from stt.model import ModelConfig
+
+
+def _require(ok: bool, key: str, rule: str, value: object) -> None:
+    """Refuse a bad value before any work starts (not after an epoch, not as a traceback)."""
+    if not ok:
+        raise ConfigError(f"{key} must be {rule}, got {value!r}")
+
+
+def _finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @dataclass
@@ -23,6 +36,30 @@ class DataConfig:
     max_duration: float = 20.0  # seconds; longer utterances are dropped from training
     num_workers: int = 2
 
+    def __post_init__(self) -> None:
+        if self.train_weights:
+            _require(
+                len(self.train_weights) == len(self.train),
+                "data.train_weights",
+                f"one weight per data.train manifest ({len(self.train)})",
+                list(self.train_weights),
+            )
+        bad = [w for w in self.train_weights if not (_finite(w) and w >= 0)]
+        _require(not bad, "data.train_weights", "finite and >= 0", list(self.train_weights))
+        _require(
+            _finite(self.max_batch_seconds) and self.max_batch_seconds > 0,
+            "data.max_batch_seconds", "a positive number of seconds", self.max_batch_seconds,
+        )  # fmt: skip
+        if self.max_batch_size is not None:
+            _require(self.max_batch_size >= 1, "data.max_batch_size", ">= 1", self.max_batch_size)
+        _require(
+            _finite(self.min_duration) and _finite(self.max_duration)
+            and 0 <= self.min_duration < self.max_duration,
+            "data.min_duration/max_duration", "0 <= min < max seconds",
+            [self.min_duration, self.max_duration],
+        )  # fmt: skip
+        _require(self.num_workers >= 0, "data.num_workers", ">= 0", self.num_workers)
+
 
 @dataclass
 class OptimConfig:
@@ -36,6 +73,31 @@ class OptimConfig:
     total_steps: int = 0  # for cosine: steps to decay over (0 = trainer.max_steps)
     min_lr_ratio: float = 0.05
     grad_clip: float = 5.0
+
+    def __post_init__(self) -> None:
+        _require(_finite(self.lr) and self.lr >= 0, "optim.lr", "a finite number >= 0", self.lr)
+        _require(
+            len(self.betas) == 2 and all(_finite(b) and 0 <= b < 1 for b in self.betas),
+            "optim.betas", "two numbers in [0, 1)", list(self.betas),
+        )  # fmt: skip
+        _require(
+            _finite(self.weight_decay) and self.weight_decay >= 0,
+            "optim.weight_decay", ">= 0", self.weight_decay,
+        )  # fmt: skip
+        _require(self.warmup_steps >= 0, "optim.warmup_steps", ">= 0", self.warmup_steps)
+        _require(
+            self.schedule in ("inverse_sqrt", "cosine", "constant"),
+            "optim.schedule", "inverse_sqrt, cosine or constant", self.schedule,
+        )  # fmt: skip
+        _require(self.total_steps >= 0, "optim.total_steps", ">= 0", self.total_steps)
+        _require(
+            _finite(self.min_lr_ratio) and 0 <= self.min_lr_ratio <= 1,
+            "optim.min_lr_ratio", "in [0, 1]", self.min_lr_ratio,
+        )  # fmt: skip
+        _require(
+            _finite(self.grad_clip) and self.grad_clip >= 0,
+            "optim.grad_clip", ">= 0 (0 = no clipping)", self.grad_clip,
+        )  # fmt: skip
 
 
 @dataclass
@@ -58,6 +120,32 @@ class TrainerConfig:
     tensorboard: bool = True
     progress: bool = True
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
+
+    def __post_init__(self) -> None:
+        _require(self.max_epochs >= 1, "trainer.max_epochs", ">= 1", self.max_epochs)
+        for key in ("max_steps", "eval_every_steps", "checkpoint_every_steps", "threads"):
+            _require(getattr(self, key) >= 0, f"trainer.{key}", ">= 0", getattr(self, key))
+        _require(self.log_every_steps >= 1, "trainer.log_every_steps", ">= 1",
+                 self.log_every_steps)  # fmt: skip
+        _require(
+            _finite(self.max_time_minutes) and self.max_time_minutes >= 0,
+            "trainer.max_time_minutes", ">= 0 (0 = no limit)", self.max_time_minutes,
+        )  # fmt: skip
+        _require(
+            self.monitor in ("loss", "wer", "cer"), "trainer.monitor", "loss, wer or cer",
+            self.monitor,
+        )  # fmt: skip
+        _require(_finite(self.min_delta) and self.min_delta >= 0, "trainer.min_delta", ">= 0",
+                 self.min_delta)  # fmt: skip
+        _require(self.patience >= 1, "trainer.patience", ">= 1 evaluation", self.patience)
+        _require(
+            bool(re.fullmatch(r"auto|cpu|cuda(:\d+)?", str(self.device).lower())),
+            "trainer.device", "auto, cpu, cuda or cuda:N", self.device,
+        )  # fmt: skip
+        _require(
+            self.precision in ("auto", "fp32", "bf16", "fp16"),
+            "trainer.precision", "auto, fp32, bf16 or fp16", self.precision,
+        )  # fmt: skip
 
 
 @dataclass

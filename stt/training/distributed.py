@@ -7,6 +7,7 @@ WORLD_SIZE, joins a process group (NCCL on GPUs, gloo on CPUs) and trains its sh
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -38,15 +39,39 @@ def dist_info() -> DistInfo:
     )
 
 
-def init_distributed(info: DistInfo, device: torch.device) -> None:
+def init_distributed(info: DistInfo, device: torch.device) -> bool:
+    """Join the process group torchrun describes; True if this call created it (and so must
+    end it with :func:`shutdown_distributed`)."""
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
+        return True
+    return False
 
 
-def shutdown_distributed() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+def shutdown_distributed(clean: bool = True) -> None:
+    """Leave the process group, every rank together when ``clean``.
+
+    Why the barrier and the collection: teardown used to race, and under gloo it aborted about
+    once in five runs. Rank 0 alone writes the final checkpoint, the curves and result.json, so
+    the other ranks destroyed the group and exited seconds before it, closing their sockets
+    while rank 0's group was live. And rank 0's DDP wrapper, whose reducer keeps a reference to
+    the gloo group, outlived ``destroy_process_group``: the ``_train`` frame that owns it sits in
+    a garbage cycle with matplotlib's frames (``plot_curves``), so the group's sockets and
+    threads were really torn down by whichever garbage collection came next, or during
+    interpreter exit, where gloo's teardown is known to abort (its threads may still need the
+    GIL). Now every rank waits until all are done, the garbage is collected while the group is
+    still valid, and each rank then destroys the group, once, with the interpreter fully alive.
+
+    After a failure (``clean=False``) there is no barrier: the other ranks may be blocked in
+    another collective and would never reach it; torchrun stops them once this rank exits.
+    """
+    if not dist.is_initialized():
+        return
+    if clean:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:

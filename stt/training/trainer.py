@@ -7,11 +7,13 @@ steps with evaluation, checkpoints and the stopping rules. DDP is a few guarded 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import random
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from stt import inference
+from stt.atomic import leftover_temporaries
 from stt.audio import audio_duration
 from stt.data.augment import SpecAugment, WaveformAugment
 from stt.data.dataset import (
@@ -38,7 +42,7 @@ from stt.data.dataset import (
 from stt.data.manifest import Utterance, read_manifest
 from stt.data.sampler import DurationBucketSampler
 from stt.decoding import greedy_decode
-from stt.errors import AudioError, ConfigError
+from stt.errors import AudioError, ConfigError, STTError
 from stt.metrics import error_counts
 from stt.model import WaveNetCTC
 from stt.text import Vocabulary
@@ -107,13 +111,11 @@ class DevSet:
 
 
 def pick_device(spec: str, info: D.DistInfo) -> torch.device:
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    if spec == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("trainer.device=cuda but no CUDA device is available")
-    if spec == "cuda":
-        spec = f"cuda:{info.local_rank}"
-    return torch.device(spec)
+    """The device of this process: plain ``cuda`` means the local rank's GPU under torchrun."""
+    device = inference.pick_device(spec, "trainer.device")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device(f"cuda:{info.local_rank}")
+    return device
 
 
 def pick_precision(spec: str, device: torch.device) -> torch.dtype | None:
@@ -153,6 +155,24 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """A failed write of ``path`` (a full disk, a read-only run folder) as one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise STTError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def remove_leftover_writes(run_dir: Path) -> None:
+    """Delete the temporary files of checkpoint writes that a killed run (kill -9) left behind."""
+    for name in ("last.pt", "best.pt"):
+        for tmp in leftover_temporaries(run_dir / name):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                log.info("removed %s, left by a run killed while writing a checkpoint", tmp)
 
 
 def dev_name(path: str) -> str:
@@ -263,6 +283,9 @@ def build_dev_sets(cfg: TrainConfig, model: WaveNetCTC, vocab: Vocabulary) -> li
             log.warning(
                 "%s: %d dev utterance(s) cannot be scored by CTC, left out", path, len(dropped)
             )
+        if not kept:  # found now, not after a whole epoch of training
+            raise ConfigError(f"{path}: no dev utterance that can be scored ({len(utterances)} "
+                              "lines); data.dev needs at least one")  # fmt: skip
         dataset = SpeechDataset(kept, vocab)
         sampler = DurationBucketSampler(
             dataset.durations, cfg.data.max_batch_seconds, shuffle=False, seed=0
@@ -335,11 +358,16 @@ def train(cfg: TrainConfig) -> TrainResult:
     device = pick_device(cfg.trainer.device, info)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    D.init_distributed(info, device)
+    owns_group = D.init_distributed(info, device)
     try:
-        return _train(cfg, info, device)
-    finally:
-        D.shutdown_distributed()
+        result = _train(cfg, info, device)
+    except BaseException:
+        if owns_group:
+            D.shutdown_distributed(clean=False)  # the other ranks may be in another collective
+        raise
+    if owns_group:
+        D.shutdown_distributed()  # every rank together, after rank 0's last write
+    return result
 
 
 def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainResult:
@@ -350,8 +378,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
     run_dir = Path(cfg.run_dir)
     seed_everything(tcfg.seed + info.rank)
     if info.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.structured(cfg), run_dir / "config.yaml")
+        with writing(run_dir):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(OmegaConf.structured(cfg), run_dir / "config.yaml")
+        remove_leftover_writes(run_dir)
     D.barrier()
 
     # Model (and vocabulary) -------------------------------------------------------------------
@@ -452,7 +482,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
             "stop_reason": reason,
         }
 
-    metrics = MetricsLogger(run_dir, tcfg.tensorboard) if info.is_main else None
+    with writing(run_dir / "metrics.csv"):
+        metrics = MetricsLogger(run_dir, tcfg.tensorboard) if info.is_main else None
     started = time.monotonic()
     stop_reason = ""
 
@@ -463,11 +494,12 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
         if info.is_main and dev_sets:
             last_results = evaluate(model, dev_sets, vocab, device, autocast_dtype)
             improved = stopper.update(monitored_value(last_results, tcfg.monitor))
-            metrics.log(
-                step,
-                epoch,
-                {f"dev/{n}/{k}": v for n, r in last_results.items() for k, v in r.items()},
-            )
+            with writing(metrics.path):
+                metrics.log(
+                    step,
+                    epoch,
+                    {f"dev/{n}/{k}": v for n, r in last_results.items() for k, v in r.items()},
+                )
             summary = "  ".join(
                 f"{n}: loss {r['loss']:.3f} WER {100 * r['wer']:.1f}% CER {100 * r['cer']:.1f}%"
                 for n, r in last_results.items()
@@ -556,15 +588,16 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
                     loss=f"{window.mean:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{lr:.2e}"
                 )
                 if metrics is not None and window.n:
-                    metrics.log(
-                        step,
-                        epoch,
-                        {
-                            "train/loss": window.mean,
-                            "train/audio_seconds_per_second": speed,
-                            "train/lr": lr,
-                        },
-                    )
+                    with writing(metrics.path):
+                        metrics.log(
+                            step,
+                            epoch,
+                            {
+                                "train/loss": window.mean,
+                                "train/audio_seconds_per_second": speed,
+                                "train/lr": lr,
+                            },
+                        )
                 window = _Window()
 
             if (tcfg.eval_every_steps and step % tcfg.eval_every_steps == 0) or (
@@ -594,8 +627,10 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
     if info.is_main:
         save_checkpoint(run_dir / "last.pt", final_state)
         log.info("stopped: %s", stop_reason)
-        metrics.close()
-        png = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
+        with writing(metrics.path):
+            metrics.close()
+        with writing(run_dir / "curves.png"):
+            png = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
         if png:
             log.info("curves: %s", png)
     result = TrainResult(
@@ -611,7 +646,8 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
         wall_minutes=round((time.monotonic() - started) / 60, 2),
     )
     if info.is_main:
-        (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        with writing(run_dir / "result.json"):
+            (run_dir / "result.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
     return result
 
 
