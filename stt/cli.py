@@ -335,6 +335,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     if args.no_progress:
         overrides.append("progress=false")
     cfg = to_dataclass(compose("synth", overrides + list(args.overrides)), SynthConfig)
+    prepare_output_dir(Path(cfg.out_dir), "OUT_DIR")
     summary = synthesize_corpus(cfg)
     print(describe(summary))
     return 1 if summary.failed else 0
@@ -364,6 +365,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_decode(args: argparse.Namespace) -> int:
     from stt.data.decoded import decode_manifest
 
+    prepare_output_dir(args.out_dir, "OUT_DIR")
     out = decode_manifest(args.manifest, args.out_dir, args.workers, not args.no_progress)
     print(f"{out}: decoded copies in {args.out_dir / 'audio'}")
     return 0
@@ -373,6 +375,7 @@ def cmd_split(args: argparse.Namespace) -> int:
     from stt.data.manifest import read_manifest
     from stt.data.split import split_manifest
 
+    prepare_output_dir(args.out_dir, "OUT_DIR")
     train, dev = split_manifest(
         args.manifest,
         args.out_dir,
@@ -392,6 +395,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from stt.data.importers import import_corpus
 
+    prepare_output_dir(args.out, "OUT")
     written = import_corpus(args.corpus, args.src, args.out, progress=not args.no_progress)
     for path in written:
         print(path)
@@ -448,6 +452,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("give at least one test manifest")
     base = [f"checkpoint={args.checkpoint}", f"manifests=[{','.join(manifests)}]"]
     if args.out:
+        prepare_output_dir(args.out, "--out")
         base.append(f"out_dir={args.out}")
     if args.decoders:
         base.append(f"decoders=[{','.join(args.decoders)}]")
@@ -585,7 +590,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     if not paths:
         raise ConfigError("give at least one audio file, folder, glob pattern or manifest")
     if write:  # said once, before any work, rather than once per transcript file
-        prepare_output_dir(out_dir, "--output-dir")
+        prepare_output_dir(out_dir, "--output-dir", create=True)
     if args.stream:
         return transcribe_live(args, cfg, decoder, paths, formats, out_dir)
     files, problems = find_audio(paths)
@@ -619,16 +624,25 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def prepare_output_dir(folder: Path, option: str) -> None:
-    """Create ``folder`` (and its parents) or say in one line why it cannot be."""
+def prepare_output_dir(folder: Path, option: str, create: bool = False) -> None:
+    """Say in one line, before any work, why ``folder`` cannot hold the outputs (a file is in
+    the way, a read-only parent); with ``create``, make it."""
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"{option} {folder}: is a file, not a folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"{option} {folder}: cannot create ({describe_os_error(exc)})") from None
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option} {folder}: not writable")
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {folder}: cannot create it, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {folder}: {existing} is not writable")
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{option} {folder}: cannot create ({describe_os_error(exc)})"
+            ) from None
 
 
 def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir: Path) -> int:
@@ -673,6 +687,7 @@ def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir
 def cmd_lm_build(args: argparse.Namespace) -> int:
     from stt.lm import build_lm
 
+    prepare_output_dir(args.out, "OUT")
     artifacts = build_lm(
         args.texts,
         args.out,

@@ -381,7 +381,7 @@ def test_an_output_dir_under_a_file_is_one_line(tmp_path, capsys, model_path, go
         "--no-progress",
     )
     assert code == 1
-    assert_one_error(err, "file/out", "cannot create")
+    assert_one_error(err, "file/out", "cannot create it")
 
 
 def test_a_full_disk_while_writing_keeps_earlier_transcripts_and_says_so_once_per_file(
@@ -491,3 +491,33 @@ def test_a_mixed_bag_in_one_process_has_no_traceback(tmp_path, model_path, good)
     assert all(any(str(path) in line for line in errors) for path in bad)
     assert not [line for line in result.stderr.splitlines() if line.startswith("Note:")]
     assert len(result.stdout.splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "{model}", "{manifest}", "--out", "{out}"],
+        ["lm", "build", "{manifest}", "{out}"],
+        ["synth", "{out}", "--hours", "0.001"],
+        ["data", "split", "{manifest}", "{out}"],
+        ["data", "decode", "{manifest}", "{out}"],
+        ["transcribe", "{good}", "--model", "{model}", "--output-dir", "{out}"],
+    ],
+    ids=["eval", "lm-build", "synth", "split", "decode", "transcribe"],
+)
+@pytest.mark.parametrize("where", ["is-a-file", "under-a-file"])
+def test_every_output_folder_in_the_way_of_a_file_is_one_line(
+    argv, where, tmp_path, capsys, model_path, good
+):
+    blocker = tmp_path / "taken"
+    blocker.write_text("precious")
+    out = blocker if where == "is-a-file" else blocker / "sub"
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"audio_filepath": str(good[0]), "duration": 1.0, "text": "a"}) + "\n"
+    )
+    argv = [a.format(model=model_path, manifest=manifest, out=out, good=good[0]) for a in argv]
+    code, _, err = run(capsys, *argv)
+    assert code == 1
+    assert_one_error(err, str(out), "is a file")
+    assert blocker.read_text() == "precious"
