@@ -11,7 +11,7 @@ setup:
 	bash scripts/setup.sh
 
 setup-dev:
-	bash scripts/setup.sh dev
+	bash scripts/setup.sh dev,onnx
 
 lint: setup-dev
 	.venv/bin/ruff check stt tests scripts

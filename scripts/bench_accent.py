@@ -307,12 +307,12 @@ def finetune_command(work: Path, base: Path, run_dir: Path, s: dict, extra: list
 
 def describe_checkpoint(path: Path) -> dict:
     """What a training checkpoint is: model, how far it was trained, on what, dev results."""
-    from stt.training.checkpoint import load_checkpoint, load_model
+    from stt.checkpoint import load_checkpoint, read_model
 
     state = load_checkpoint(path)
     config = state.get("config") or {}
     return {
-        "model": load_model(path)[0].describe(),
+        "model": read_model(path)[0].describe(),
         "epoch": state.get("epoch"),
         "step": state.get("step"),
         "train": config.get("data", {}).get("train"),
@@ -324,8 +324,8 @@ def describe_checkpoint(path: Path) -> dict:
 def evaluate(checkpoint: Path, sets: dict[str, Path], out_dir: Path, lm: Path | None) -> dict:
     """Greedy (and beam+LM with the shipped decoder settings) WER/CER per set, plus the
     original dev sets pooled (word- and character-weighted) as ``original``."""
-    from stt.decoding import DecoderConfig
-    from stt.evaluate import EvalConfig, load_tuned_decoder, run_eval
+    from stt.decoding import DecoderConfig, load_tuned_decoder
+    from stt.evaluate import EvalConfig, run_eval
 
     decoders = ["greedy"]
     decoder = DecoderConfig(kind="beam")

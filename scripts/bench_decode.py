@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import write_results  # noqa: E402
 
+from stt.checkpoint import read_model  # noqa: E402
 from stt.data.manifest import read_manifest  # noqa: E402
 from stt.decoding import DecoderConfig, build_decoder  # noqa: E402
 from stt.inference import InferenceTiming, infer_log_probs, load_many  # noqa: E402
 from stt.lm import build_lm  # noqa: E402
 from stt.metrics import error_counts  # noqa: E402
-from stt.training.checkpoint import load_model  # noqa: E402
 
 TARGET = 100.0
 
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     args = parser.parse_args()
 
-    model, vocab = load_model(args.checkpoint)
+    model, vocab = read_model(args.checkpoint)
     utterances = read_manifest(args.manifest)[: args.max_utterances]
     waveforms = load_many([u.audio_filepath for u in utterances])
     timing = InferenceTiming()

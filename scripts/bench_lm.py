@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import load_average, write_results  # noqa: E402
 
+from stt.checkpoint import read_model  # noqa: E402
 from stt.data.manifest import read_manifest  # noqa: E402
 from stt.decoding import DecoderConfig, build_decoder  # noqa: E402
 from stt.inference import infer_log_probs, load_many  # noqa: E402
 from stt.metrics import error_counts  # noqa: E402
-from stt.training.checkpoint import load_model  # noqa: E402
 
 DEV_SETS = ("librispeech", "speechocean", "ljspeech", "an4", "fsdd", "synth")
 SIZE_LIMIT_MB = 30.0
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--beam-width", type=int, default=32)
     args = parser.parse_args()
 
-    model, vocab = load_model(args.checkpoint)
+    model, vocab = read_model(args.checkpoint)
     frame_seconds = model.frame_ms / 1000
     sets = {}
     for name in DEV_SETS:

@@ -36,11 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import load_average, write_results  # noqa: E402
 
 from stt.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from stt.checkpoint import read_model  # noqa: E402
 from stt.decoding import DecoderConfig, GreedyDecoder  # noqa: E402
 from stt.model import WaveNetCTC, model_config_from_dict  # noqa: E402
 from stt.streaming import StreamingTranscriber, default_streaming_model_path  # noqa: E402
 from stt.text import Vocabulary  # noqa: E402
-from stt.training.checkpoint import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CHUNKS_MS = (20, 100, 200)
@@ -146,7 +146,7 @@ def main() -> None:
 
     path = args.model or default_streaming_model_path()
     if path.is_file():
-        model, vocab = load_model(path)
+        model, vocab = read_model(path)
         source, trained = str(path), True
     else:
         model, vocab = random_causal_model()

@@ -39,7 +39,7 @@ $PY - "$CKPT" "$WORK" "$ASSETS" <<'PY'
 import os, shutil, sys
 from pathlib import Path
 from omegaconf import OmegaConf
-from stt.training.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+from stt.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 ckpt, work, assets = (Path(p) for p in sys.argv[1:])
 state = load_checkpoint(ckpt)
 model, vocab = model_from_checkpoint(state, ckpt)

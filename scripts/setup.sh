@@ -46,7 +46,28 @@ spec=".${EXTRAS:+[$EXTRAS]}"
 stamp=".venv/.stt-installed${EXTRAS:+-$EXTRAS}"
 fingerprint="$(cat setup.cfg pyproject.toml | sha1sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$fingerprint" ]; then
-  echo "setup: installing stt${EXTRAS:+[$EXTRAS]} into .venv/ (first time: a few minutes, torch is large)"
+  # The distribution was called `stt` before it became wavenet-stt (`stt` on PyPI is Coqui STT):
+  # drop such an editable install of this checkout first, or two distributions own bin/stt.
+  if .venv/bin/python -I - "$PWD" <<'PY'
+import json, sys
+from importlib.metadata import distributions
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+for dist in distributions(name="stt"):
+    info = json.loads(dist.read_text("direct_url.json") or "{}")
+    url = info.get("url", "")
+    if info.get("dir_info", {}).get("editable") and url.startswith("file:"):
+        if Path(unquote(urlparse(url).path)) == Path(sys.argv[1]):
+            sys.exit(0)
+sys.exit(1)
+PY
+  then
+    echo "setup: replacing the old editable install named stt with wavenet-stt"
+    .venv/bin/python -m pip uninstall --quiet -y stt
+    rm -rf stt.egg-info
+  fi
+  echo "setup: installing wavenet-stt${EXTRAS:+[$EXTRAS]} (import stt, command stt) into .venv/" \
+    "(first time: a few minutes, torch is large)"
   .venv/bin/python -m pip install --quiet -e "$spec"
   echo "$fingerprint" > "$stamp"
 fi

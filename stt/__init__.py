@@ -1,8 +1,7 @@
 """stt: a WaveNet speech-to-text engine (MFCC features -> dilated-conv encoder -> CTC)."""
 
 from stt.errors import AudioError, ConfigError, ManifestError, STTError
-
-__version__ = "0.1.0"
+from stt.version import __version__
 
 __all__ = [
     "AudioError",
@@ -15,12 +14,17 @@ __all__ = [
     "load_model",
 ]
 
-_LAZY = {"load_model", "Transcriber", "Transcript"}  # from stt.transcribe, which imports torch
+# Imported on first use: stt.transcribe and stt.transcript import torch.
+_LAZY = {
+    "load_model": "stt.transcribe",
+    "Transcriber": "stt.transcribe",
+    "Transcript": "stt.transcript",
+}
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import stt.transcribe
+        import importlib
 
-        return getattr(stt.transcribe, name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'stt' has no attribute {name!r}")

@@ -1,8 +1,11 @@
-"""Audio input: any file soundfile can read -> float32 mono waveform at 16 kHz."""
+"""Audio input: any file soundfile can read -> float32 mono waveform at 16 kHz, whole
+(:func:`load_audio`) or window by window (:class:`FileReader`, for audio too long to hold)."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 import os
 import re
 import sys
@@ -19,6 +22,8 @@ import torchaudio.functional as AF
 
 from stt.atomic import atomic_path
 from stt.errors import AudioError
+
+log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16_000
 """The sample rate (Hz) of every waveform inside the project."""
@@ -186,3 +191,89 @@ def write_flac(path: str | Path, waveform: np.ndarray, sample_rate: int = SAMPLE
     clipped = np.clip(waveform, -1.0, 1.0 - 1.0 / 32768)
     with atomic_path(path) as tmp:
         sf.write(str(tmp), clipped, sample_rate, format="FLAC", subtype="PCM_16")
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a file window by window (long audio, streams)
+# ---------------------------------------------------------------------------------------------
+
+
+def open_soundfile(path: Path) -> sf.SoundFile:
+    """Open ``path`` for reading; the same one-line errors as :func:`stt.audio.load_audio`."""
+    handle = open_audio(path)
+    if handle.frames == 0:
+        handle.close()
+        raise AudioError(f"{path}: audio has zero samples")
+    return handle
+
+
+class FileReader:
+    """16 kHz mono samples of a file, read front to back in windows whose starts never decrease.
+
+    Holds only the native-rate samples of the current window (plus resampling context). For a
+    file at another rate, window ``[start, stop)`` (16 kHz samples, ``start`` a multiple of
+    :attr:`up`) is resampled from the native samples it covers plus :attr:`pad` on each side,
+    so every output sample is computed from the same input samples as in a whole-file
+    :func:`stt.audio.resample`.
+    """
+
+    def __init__(self, path: Path, handle: sf.SoundFile) -> None:
+        self.path = path
+        self._file = handle
+        self.rate = int(handle.samplerate)
+        self.native_samples = int(handle.frames)
+        g = math.gcd(self.rate, SAMPLE_RATE)
+        self.up, self.down = SAMPLE_RATE // g, self.rate // g
+        self.samples = -(-self.native_samples * self.up // self.down)  # ceil, as torchaudio
+        # torchaudio's sinc filter reaches ceil(6 * down / (0.99 * min(up, down))) native
+        # samples either side of an output sample; keep a multiple of `down` beyond that.
+        reach = math.ceil(6 * self.down / (0.99 * min(self.up, self.down))) + 1
+        self.pad = self.down * (-(-reach // self.down) + 1)
+        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf_start = 0  # native index of self._buf[0]
+        self._short_read = False
+
+    def _native(self, start: int, stop: int) -> np.ndarray:
+        """Native-rate mono samples ``[start, stop)``; ``start`` never decreases."""
+        buf_end = self._buf_start + len(self._buf)
+        if start >= buf_end:
+            self._buf = np.zeros(0, dtype=np.float32)
+            if start > buf_end:
+                self._file.seek(start)
+            self._buf_start = start
+        else:
+            self._buf = self._buf[start - self._buf_start :]
+            self._buf_start = start
+        need = stop - (self._buf_start + len(self._buf))
+        if need > 0:
+            data = self._file.read(need, dtype="float32", always_2d=True)
+            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
+            if not np.isfinite(mono).all():
+                raise AudioError(f"{self.path}: audio contains NaN or infinite sample values")
+            if len(mono) < need:  # the header promised more samples than the file holds
+                if not self._short_read:
+                    log.warning("%s: audio ends before its header says; padding", self.path)
+                    self._short_read = True
+                mono = np.concatenate([mono, np.zeros(need - len(mono), np.float32)])
+            self._buf = np.concatenate([self._buf, mono])
+        return self._buf[: stop - start]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """16 kHz samples ``[start, stop)``: float32 ``(stop - start,)``."""
+        if self.up == self.down:
+            return self._native(start, stop)
+        if start % self.up:
+            raise ValueError(f"window start {start} is not a multiple of {self.up}")
+        native_start = start // self.up * self.down
+        native_stop = -(-stop * self.down // self.up)
+        a = max(0, native_start - self.pad)
+        b = min(self.native_samples, native_stop + self.pad)
+        out = resample(np.ascontiguousarray(self._native(a, b)), self.rate, SAMPLE_RATE)
+        offset = (native_start - a) // self.down * self.up
+        out = out[offset : offset + stop - start]
+        if len(out) < stop - start:
+            out = np.concatenate([out, np.zeros(stop - start - len(out), np.float32)])
+        return out
+
+    def close(self) -> None:
+        self._file.close()

@@ -266,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     transcribe.add_argument("--model", metavar="CHECKPOINT", help="default: the shipped model")
     transcribe.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx", "torchscript"),
+        default="auto",
+        help="what runs the model: torch (a checkpoint), onnx (onnxruntime) or torchscript (a "
+        "file made by stt export); auto (default): by --model's suffix (.onnx, .ts, else torch)",
+    )
+    transcribe.add_argument(
         "--lm", type=Path, help="KenLM model (lm.bin) for beam search; implies beam search"
     )
     transcribe.add_argument("--beam-width", type=int, help="beams kept; implies beam search")
@@ -300,6 +307,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--realtime", action="store_true", help="with --stream: read a file at real-time pace"
     )
     transcribe.set_defaults(func=cmd_transcribe, overrides=[])
+
+    export = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (fp32, int8) and TorchScript",
+        description=(
+            "Write the fused inference model of CHECKPOINT, MFCC front end included (input: "
+            "16 kHz waveforms and their lengths; output: CTC log-probs and their lengths; "
+            "dynamic batch and length), into the folder OUT: model.onnx, model.int8.onnx "
+            "(--quantize int8), model.ts (TorchScript), model.json (vocabulary, feature "
+            "settings, frame rate) and the checkpoint's decoder.yaml. `stt transcribe --model "
+            "OUT/model.onnx` runs the export with onnxruntime."
+        ),
+    )
+    export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    export.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    export.add_argument(
+        "--format", choices=("onnx", "torchscript", "all"), default="all", help="default: all"
+    )
+    export.add_argument(
+        "--quantize", choices=("int8",), help="also write model.int8.onnx (dynamic int8)"
+    )
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (17)")
+    export.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a cached-state streaming graph of a causal model (not supported yet)",
+    )
+    export.set_defaults(func=cmd_export)
 
     demo = sub.add_parser(
         "demo",
@@ -443,8 +478,11 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from stt.config import compose, to_dataclass
-    from stt.evaluate import EvalConfig, load_tuned_decoder, run_eval, tune_decoder
+    from stt.decoding import resolve_decoder
+    from stt.evaluate import EvalConfig, run_eval, tune_decoder
 
     manifests = [a for a in args.inputs if "=" not in a]
     overrides = [a for a in args.inputs if "=" in a] + list(args.overrides)
@@ -462,22 +500,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.no_progress:
         base.append("progress=false")
     given = {o.split("=", 1)[0].lstrip("+~") for o in base + overrides}
-    tuned = [
-        f"decoder.{k}={_yaml_value(v)}"
-        for k, v in load_tuned_decoder(args.checkpoint).items()
-        if f"decoder.{k}" not in given and k != "kind"
-    ]
+
+    def build(job_overrides: list[str]) -> EvalConfig:
+        cfg = to_dataclass(compose("eval", base + job_overrides), EvalConfig)
+        explicit = {"kind": "beam", **given_decoder_settings(cfg.decoder, given)}
+        return replace(cfg, decoder=resolve_decoder(cfg.checkpoint, explicit))
+
     if args.multirun:
         grid, fixed = sweep_grid(overrides)
-        cfg = to_dataclass(compose("eval", tuned + base + fixed), EvalConfig)
+        cfg = build(fixed)
         best, trials = tune_decoder(cfg, grid)
         for trial in trials:
             print("  ".join(f"{k}={v:.4g}" for k, v in trial.items()))
         print("best: " + "  ".join(f"{k}={best[k]}" for k in grid[0]))
-        tuned_best = [f"decoder.{k}={best[k]}" for k in grid[0]]
-        cfg = to_dataclass(compose("eval", tuned + base + fixed + tuned_best), EvalConfig)
+        cfg = replace(cfg, decoder=replace(cfg.decoder, **{k: best[k] for k in grid[0]}))
     else:
-        cfg = to_dataclass(compose("eval", tuned + base + overrides), EvalConfig)
+        cfg = build(overrides)
     report = run_eval(cfg)
     for label, entry in report["decoders"].items():
         overall = entry["overall"]
@@ -516,10 +554,13 @@ def beam_overrides(lm: Path | None, beam_width: int | None) -> list[str]:
     return overrides
 
 
-def _yaml_value(value) -> str:
-    if isinstance(value, list):
-        return "[" + ",".join(str(v) for v in value) + "]"
-    return "null" if value is None else str(value)
+def given_decoder_settings(decoder, given: set[str]) -> dict:
+    """The fields of ``decoder`` that the command line set (``decoder.KEY`` in ``given``): the
+    explicit settings, laid over the tuned ones by :func:`stt.decoding.resolve_decoder`."""
+    from dataclasses import fields
+
+    named = [f.name for f in fields(decoder) if f"decoder.{f.name}" in given]
+    return {name: getattr(decoder, name) for name in named}
 
 
 def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
@@ -545,12 +586,9 @@ def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from dataclasses import fields
-
     from tqdm import tqdm
 
     from stt.config import compose, to_dataclass
-    from stt.decoding import DecoderConfig
     from stt.transcribe import TranscribeConfig, find_audio, load_model
     from stt.writers import WRITERS, output_stems, parse_formats
 
@@ -577,11 +615,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     cfg = to_dataclass(compose("transcribe", base + overrides), TranscribeConfig)
     given = {o.split("=", 1)[0].lstrip("+~") for o in base + overrides}
     # Only decoder settings given here override the tuned ones saved beside the checkpoint.
-    decoder = {
-        f.name: getattr(cfg.decoder, f.name)
-        for f in fields(DecoderConfig)
-        if f"decoder.{f.name}" in given
-    }
+    decoder = given_decoder_settings(cfg.decoder, given)
     if {"lm", "beam_width", "hotwords"} & set(decoder) and "kind" not in decoder:
         decoder["kind"] = "beam"
     write = cfg.output_dir is not None or cfg.format is not None
@@ -591,6 +625,8 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         raise ConfigError("give at least one audio file, folder, glob pattern or manifest")
     if write:  # said once, before any work, rather than once per transcript file
         prepare_output_dir(out_dir, "--output-dir", create=True)
+    if args.stream and args.backend not in ("auto", "torch"):
+        raise ConfigError(f"--stream runs PyTorch: --backend {args.backend} is for files")
     if args.stream:
         return transcribe_live(args, cfg, decoder, paths, formats, out_dir)
     files, problems = find_audio(paths)
@@ -601,8 +637,9 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
         return 1
     stems = dict(zip(files, output_stems(files), strict=True))
     transcriber = load_model(
-        cfg.checkpoint, device=cfg.device, decoder=decoder, **cfg.transcriber_kwargs()
-    )
+        cfg.checkpoint, device=cfg.device, decoder=decoder, backend=args.backend,
+        **cfg.transcriber_kwargs(),
+    )  # fmt: skip
     with transcriber:
         results = transcriber.transcribe_many(files, cfg.batch_size, progress=cfg.progress)
         for path, result in results:
@@ -651,7 +688,7 @@ def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir
 
     from stt.audio import SAMPLE_RATE
     from stt.streaming import audio_chunks, load_streaming_model, paced, transcribe_stream
-    from stt.transcribe import Transcript
+    from stt.transcript import Transcript
     from stt.writers import WRITERS
 
     if len(paths) != 1:
@@ -681,6 +718,19 @@ def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir
             WRITERS[fmt](result, target)
         except OSError as exc:
             raise STTError(f"{target}: cannot write ({exc.strerror or exc})") from None
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from stt.export import export_model
+
+    prepare_output_dir(args.out, "OUT")
+    result = export_model(
+        args.checkpoint, args.out, format=args.format, quantize=args.quantize,
+        opset=args.opset, streaming=args.streaming,
+    )  # fmt: skip
+    for path in result.files():
+        print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 

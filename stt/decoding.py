@@ -3,7 +3,7 @@
 Two decoders share one interface (:class:`Decoder`): :class:`GreedyDecoder` takes the best label
 per frame, merges repeats and drops blanks; :class:`BeamSearchDecoder` runs pyctcdecode's prefix
 beam search, optionally fused with a KenLM n-gram language model and biased towards hotwords.
-:func:`build_decoder` picks one from a :class:`DecoderConfig` (``conf/decoder/*.yaml``).
+:func:`build_decoder` picks one from a :class:`DecoderConfig`.
 
 Both return a :class:`DecodeResult` per utterance with the same definitions:
 
@@ -19,6 +19,20 @@ Both return a :class:`DecodeResult` per utterance with the same definitions:
 
 The older :func:`greedy_decode` (batched torch tensors to strings) is what the trainer uses for
 its dev metrics.
+
+Decoder settings live here too, resolved in one order by ``stt eval``, ``stt transcribe`` (with
+``--stream`` too), :func:`stt.transcribe.load_model` and :func:`stt.streaming.load_streaming_model`
+(see :func:`resolve_decoder`), each later step winning key by key:
+
+1. the :class:`DecoderConfig` defaults (greedy);
+2. the tuned settings in ``decoder.yaml`` beside the checkpoint (:func:`save_tuned_decoder`,
+   written by ``stt eval --multirun``; LM paths in it are relative to its folder);
+3. the settings given explicitly: ``decoder.KEY=VALUE`` on the command line, or a dict from
+   Python. ``stt eval`` gives ``kind=beam`` (its second decoder is beam search whatever the file
+   says) unless told otherwise; ``stt transcribe`` takes ``--lm``, ``--beam-width`` or hotwords
+   without a kind as ``kind=beam``.
+
+A whole :class:`DecoderConfig` given from Python is used as it is, with nothing laid under it.
 """
 
 from __future__ import annotations
@@ -27,13 +41,14 @@ import logging
 import multiprocessing
 import os
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from multiprocessing.pool import Pool
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from stt.errors import ConfigError
 from stt.lm import load_unigrams
@@ -42,6 +57,7 @@ from stt.text import Vocabulary, normalize_text
 log = logging.getLogger(__name__)
 
 DECODER_KINDS = ("greedy", "beam")
+TUNED_DECODER_FILE = "decoder.yaml"
 _PYCTCDECODE_MIN_LOGP = float(np.log(1e-15))  # pyctcdecode.constants.MIN_TOKEN_CLIP_P
 
 
@@ -78,7 +94,8 @@ class DecodeResult:
 
 @dataclass
 class DecoderConfig:
-    """How to decode (mirrors ``conf/decoder/*.yaml``)."""
+    """How to decode: the one place its defaults live (the ``decoder:`` blocks of
+    ``conf/eval.yaml`` and ``conf/transcribe.yaml`` repeat them for Hydra's overrides)."""
 
     kind: str = "greedy"  # greedy | beam
     beam_width: int = 32
@@ -489,3 +506,181 @@ def build_decoder(
     raise ConfigError(
         f"decoder kind must be one of {', '.join(DECODER_KINDS)}, not {config.kind!r}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding stitched frames chunk by chunk
+# ---------------------------------------------------------------------------------------------
+
+
+class ChunkDecoder:
+    """Decodes a stream of log-prob chunks in pieces cut where no word can straddle the cut.
+
+    Greedy cuts are exact: a cut after frame ``t - 1`` is taken only where the last character
+    emitted so far is a space (or none was), so words, their frames and confidences are those
+    of decoding all frames at once. Beam search also needs both frames around the cut to be
+    "quiet" (blank or space best, every other label below ``token_min_logp``, so every beam only
+    adds a blank or space there), or a pause of ``pause_seconds`` of quiet frames; the language
+    model restarts after a cut. Without a safe cut for ``max_pending_seconds``, the cut goes
+    where the blank is most likely (a very long word run is split rather than memory grown).
+    """
+
+    def __init__(
+        self,
+        decoder,
+        vocab: Vocabulary,
+        frame_seconds: float,
+        beam: bool,
+        token_min_logp: float = -5.0,
+        min_pending_seconds: float = 10.0,
+        max_pending_seconds: float = 120.0,
+        pause_seconds: float = 0.3,
+    ) -> None:
+        self.decoder = decoder
+        self.frame_seconds = frame_seconds
+        self.beam = beam
+        self.blank = vocab.blank_id
+        self.space = vocab.tokens.index(" ") if " " in vocab else -1
+        self.token_min_logp = token_min_logp
+        self.min_pending = max(1.0, min_pending_seconds / frame_seconds)  # frames (inf: never)
+        self.max_pending = max(self.min_pending, max_pending_seconds / frame_seconds)
+        self.pause = max(2, int(round(pause_seconds / frame_seconds)))
+        self._pending: list[np.ndarray] = []
+        self._pending_frames = 0
+        self._offset = 0  # global index of the first pending frame
+        self.texts: list[str] = []
+        self.words: list[Word] = []
+
+    def feed(self, log_probs: np.ndarray) -> None:
+        self._pending.append(log_probs)
+        self._pending_frames += len(log_probs)
+        if self._pending_frames < self.min_pending:
+            return
+        lp = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        cut = self._safe_cut(lp)
+        if cut is None and len(lp) >= self.max_pending:
+            cut = self._forced_cut(lp)
+        if cut is None:
+            self._pending = [lp]
+            return
+        self._decode(lp[:cut])
+        rest = lp[cut:]
+        self._pending = [rest] if len(rest) else []
+        self._pending_frames = len(rest)
+
+    def finish(self) -> tuple[str, list[Word]]:
+        if self._pending:
+            self._decode(np.concatenate(self._pending))
+            self._pending, self._pending_frames = [], 0
+        return " ".join(self.texts), self.words
+
+    def _safe_cut(self, lp: np.ndarray) -> int | None:
+        """The largest ``t`` (1..frames) such that cutting before frame ``t`` is safe."""
+        n = len(lp)
+        best = lp.argmax(axis=1)  # (frames,)
+        emitted = np.where(best != self.blank, np.arange(n), -1)
+        last = np.maximum.accumulate(emitted)  # last emitting frame at or before each frame
+        # between_words[t - 1]: cutting before t leaves no word open.
+        between_words = (last < 0) | (best[np.maximum(last, 0)] == self.space)
+        if not self.beam:
+            ok = np.flatnonzero(between_words) + 1  # cut positions t
+            return int(ok[-1]) if len(ok) else None
+        quiet_label = (best == self.blank) | (best == self.space)
+        runner_up = np.partition(lp, -2, axis=1)[:, -2] if lp.shape[1] > 1 else lp[:, 0] - np.inf
+        quiet = quiet_label & (runner_up < self.token_min_logp)
+        # Cut before t (1..n-1) with frames t-1 and t quiet ...
+        both = quiet[:-1] & quiet[1:]
+        candidates = both & between_words[:-1]
+        # ... or in the middle of a long quiet run, a pause between words whatever was emitted.
+        half = self.pause // 2
+        if n > 2 * half:
+            runs = np.convolve(quiet.astype(np.int32), np.ones(2 * half, np.int32), "valid")
+            pause = np.zeros(n - 1, dtype=bool)  # index t-1
+            pause[half - 1 : half - 1 + len(runs)] = runs == 2 * half
+            candidates |= pause & both
+        ok = np.flatnonzero(candidates) + 1
+        return int(ok[-1]) if len(ok) else None
+
+    def _forced_cut(self, lp: np.ndarray) -> int:
+        half = len(lp) // 2
+        return half + int(lp[half:, self.blank].argmax())
+
+    def _decode(self, lp: np.ndarray) -> None:
+        if not len(lp):
+            return
+        result = self.decoder.decode(lp, self.frame_seconds)
+        shift = self._offset * self.frame_seconds
+        if result.text:
+            self.texts.append(result.text)
+        self.words.extend(
+            Word(w.word, w.start + shift, w.end + shift, w.confidence) for w in result.words
+        )
+        self._offset += len(lp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings: the tuned decoder.yaml beside a checkpoint, and the one resolution order
+# ---------------------------------------------------------------------------------------------
+
+
+def tuned_decoder_path(checkpoint: str | Path) -> Path:
+    """Where tuned decoder settings live: ``decoder.yaml`` beside the checkpoint."""
+    return Path(checkpoint).parent / TUNED_DECODER_FILE
+
+
+def load_tuned_decoder(checkpoint: str | Path) -> dict:
+    """The tuned decoder settings saved beside a checkpoint ({} if none). Relative LM paths in
+    the file are relative to its folder."""
+    path = tuned_decoder_path(checkpoint)
+    if not path.is_file():
+        return {}
+    values = OmegaConf.to_container(OmegaConf.load(path))
+    for key in ("lm", "unigrams"):
+        if values.get(key) and not Path(values[key]).is_absolute():
+            values[key] = str(path.parent / values[key])
+    return values
+
+
+def save_tuned_decoder(checkpoint: str | Path, settings: dict[str, Any]) -> Path:
+    """Write ``settings`` to ``decoder.yaml`` beside ``checkpoint``. LM paths inside its folder
+    are stored relative to it, so the folder can move; others are stored absolute."""
+    path = tuned_decoder_path(checkpoint)
+    stored = dict(settings)
+    for key in ("lm", "unigrams"):
+        if stored.get(key):
+            try:
+                stored[key] = str(Path(stored[key]).resolve().relative_to(path.parent.resolve()))
+            except ValueError:
+                stored[key] = str(Path(stored[key]).resolve())
+    OmegaConf.save(OmegaConf.create(stored), path)
+    return path
+
+
+def resolve_decoder(
+    checkpoint: str | Path, decoder: DecoderConfig | dict[str, Any] | None = None
+) -> DecoderConfig:
+    """The decoder settings for ``checkpoint``, in the order of this module's docstring: a
+    ``DecoderConfig`` as given, or a dict of settings (or None) laid over the tuned
+    ``decoder.yaml`` beside ``checkpoint``, itself over the :class:`DecoderConfig` defaults.
+
+    Raises:
+        ConfigError: a setting :class:`DecoderConfig` does not have.
+    """
+    if isinstance(decoder, DecoderConfig):
+        return decoder
+    return _decoder_config({**load_tuned_decoder(checkpoint), **(decoder or {})})
+
+
+def _decoder_config(settings: dict[str, Any]) -> DecoderConfig:
+    known = {f.name for f in fields(DecoderConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown decoder setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
+        )
+    values = dict(settings)
+    if values.get("hotwords") is None:
+        values.pop("hotwords", None)
+    else:
+        values["hotwords"] = [str(h) for h in values["hotwords"]]
+    return DecoderConfig(**values)

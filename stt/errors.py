@@ -18,6 +18,10 @@ class ManifestError(STTError):
     """A manifest file or one of its lines is malformed."""
 
 
+class CheckpointError(STTError):
+    """A checkpoint is missing, corrupt, or does not fit what it is loaded into."""
+
+
 class ConfigError(STTError):
     """A configuration value or command-line override is invalid."""
 

@@ -6,7 +6,7 @@ their figures compare like with like. Metrics come from jiwer; reports are writt
 
 Nothing is taken on trust from the manifest but the reference text: hours and RTFx come from the
 samples each file decodes to, files longer than ``window_seconds`` go through the model window by
-window (:func:`stt.transcribe.stream_log_probs`, bounded memory whatever their length), a set
+window (:func:`stt.inference.stream_log_probs`, bounded memory whatever their length), a set
 with no usable utterance is an error rather than a WER of 0, and references holding characters
 the model cannot emit are counted and reported.
 """
@@ -20,26 +20,29 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jiwer
 import numpy as np
 import soundfile as sf
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from stt.audio import SAMPLE_RATE
+from stt.audio import SAMPLE_RATE, FileReader, open_soundfile
+from stt.checkpoint import read_model
 from stt.data.manifest import Utterance, iter_manifest_lines
-from stt.decoding import DecoderConfig, DecodeResult, build_decoder
+from stt.decoding import DecoderConfig, DecodeResult, build_decoder, save_tuned_decoder
 from stt.errors import AudioError, ConfigError, ManifestError
-from stt.inference import InferenceTiming, infer_log_probs, load_many, pick_device
-from stt.metrics import ErrorCounts, error_counts
+from stt.inference import (
+    InferenceTiming,
+    infer_log_probs,
+    load_many,
+    pick_device,
+    plan_windows,
+    stream_log_probs,
+)
+from stt.metrics import ErrorCounts, aligned_diff, error_counts
 from stt.model import WaveNetCTC
+from stt.report import write_reports
 from stt.text import Vocabulary
-from stt.training.checkpoint import load_model
-from stt.transcribe import FileReader, open_soundfile, plan_windows, stream_log_probs
 
 log = logging.getLogger(__name__)
-
-TUNED_DECODER_FILE = "decoder.yaml"
 
 LOAD_GROUP_SECONDS = 600.0
 """Files up to ``window_seconds`` are read and run through the model this much audio at a time
@@ -106,57 +109,8 @@ def set_name(path: str) -> str:
     return f"{p.parent.name}/{p.stem}" if p.parent.name else p.stem
 
 
-def alignment(reference: str, hypothesis: str) -> list[tuple[str, list[str], list[str]]]:
-    """jiwer's word alignment as ``(kind, reference words, hypothesis words)`` chunks, kind one
-    of equal, substitute, delete, insert. An empty reference is all insertion."""
-    if not reference.strip():
-        return [("insert", [], hypothesis.split())] if hypothesis.split() else []
-    out = jiwer.process_words(reference, hypothesis)
-    ref, hyp = out.references[0], out.hypotheses[0]
-    return [
-        (
-            chunk.type,
-            ref[chunk.ref_start_idx : chunk.ref_end_idx],
-            hyp[chunk.hyp_start_idx : chunk.hyp_end_idx],
-        )
-        for chunk in out.alignments[0]
-    ]
-
-
-def aligned_diff(reference: str, hypothesis: str) -> str:
-    """Reference and hypothesis interleaved: ``the [cat->cap] sat [-on] the mat [+now]``."""
-    parts: list[str] = []
-    for kind, r, h in alignment(reference, hypothesis):
-        if kind == "equal":
-            parts += r
-        elif kind == "substitute":
-            parts += [f"[{a}->{b}]" for a, b in zip(r, h, strict=True)]
-        elif kind == "delete":
-            parts += [f"[-{a}]" for a in r]
-        else:
-            parts += [f"[+{b}]" for b in h]
-    return " ".join(parts)
-
-
-def word_confusions(pairs: list[tuple[str, str]], top: int = 20) -> list[dict]:
-    """The most frequent word errors: substitutions ``a->b``, deletions ``a->`` and insertions."""
-    counter: Counter = Counter()
-    for ref, hyp in pairs:
-        for kind, r, h in alignment(ref, hyp):
-            if kind == "substitute":
-                counter.update(zip(r, h, strict=True))
-            elif kind == "delete":
-                counter.update((w, None) for w in r)
-            elif kind == "insert":
-                counter.update((None, w) for w in h)
-    return [
-        {"reference": ref, "hypothesis": hyp, "count": n}
-        for (ref, hyp), n in counter.most_common(top)
-    ]
-
-
 class _CountedFile:
-    """A soundfile handle, as :class:`stt.transcribe.FileReader` reads it, that counts the
+    """A soundfile handle, as :class:`stt.audio.FileReader` reads it, that counts the
     frames it decodes (the file's measured length) and turns a decoder failure part way through
     (a truncated or corrupt file) into an :class:`AudioError`."""
 
@@ -406,8 +360,6 @@ def decode_timed(decoder, log_probs: list[np.ndarray], frame_seconds: float):
 
 def run_eval(cfg: EvalConfig) -> dict:
     """Evaluate ``cfg.checkpoint`` on every manifest with every decoder; write the reports."""
-    from stt.report import write_reports
-
     if not cfg.manifests:
         raise ConfigError("no test sets: give one or more manifests")
     if cfg.names and len(cfg.names) != len(cfg.manifests):
@@ -415,7 +367,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     names = list(cfg.names) or [set_name(m) for m in cfg.manifests]
     if len(set(names)) != len(names):
         raise ConfigError(f"two test sets share a name ({names}); give names=[...]")
-    model, vocab = load_model(cfg.checkpoint)
+    model, vocab = read_model(cfg.checkpoint)
     device = pick_device(cfg.device)
     frame_seconds = model.frame_ms / 1000
     sets = [
@@ -438,24 +390,6 @@ def run_eval(cfg: EvalConfig) -> dict:
     return report
 
 
-def tuned_decoder_path(checkpoint: str | Path) -> Path:
-    """Where tuned decoder settings live: ``decoder.yaml`` beside the checkpoint."""
-    return Path(checkpoint).parent / TUNED_DECODER_FILE
-
-
-def load_tuned_decoder(checkpoint: str | Path) -> dict:
-    """The tuned decoder settings saved beside a checkpoint ({} if none). Relative LM paths in
-    the file are relative to its folder."""
-    path = tuned_decoder_path(checkpoint)
-    if not path.is_file():
-        return {}
-    values = OmegaConf.to_container(OmegaConf.load(path))
-    for key in ("lm", "unigrams"):
-        if values.get(key) and not Path(values[key]).is_absolute():
-            values[key] = str(path.parent / values[key])
-    return values
-
-
 def tune_decoder(
     cfg: EvalConfig, grid: list[dict[str, float]], save: bool = True
 ) -> tuple[dict, list[dict]]:
@@ -464,7 +398,7 @@ def tune_decoder(
     weight (then CER), so one large or easy corpus does not pick the LM weight for all. With
     ``save``, the best go to ``decoder.yaml`` beside the checkpoint, where ``stt eval`` and
     ``stt transcribe`` pick them up."""
-    model, vocab = load_model(cfg.checkpoint)
+    model, vocab = read_model(cfg.checkpoint)
     device = pick_device(cfg.device)
     names = list(cfg.names) or [set_name(m) for m in cfg.manifests]
     test_sets = [
@@ -494,16 +428,6 @@ def tune_decoder(
     best = min(trials, key=lambda t: (t["wer"], t["cer"]))
     settings = {**vars(cfg.decoder), "kind": "beam", **{k: best[k] for k in grid[0]}}
     if save:
-        path = tuned_decoder_path(cfg.checkpoint)
-        stored = dict(settings)
-        for key in ("lm", "unigrams"):  # relative to the file, so the folder can move
-            if stored.get(key):
-                try:
-                    stored[key] = str(
-                        Path(stored[key]).resolve().relative_to(path.parent.resolve())
-                    )
-                except ValueError:
-                    stored[key] = str(Path(stored[key]).resolve())
-        OmegaConf.save(OmegaConf.create(stored), path)
+        path = save_tuned_decoder(cfg.checkpoint, settings)
         log.info("best decoder settings saved to %s", path)
     return settings, trials

@@ -1,16 +1,22 @@
-"""Batched inference: waveforms -> per-utterance CTC log-probabilities.
+"""Offline inference: audio -> CTC log-probabilities, for evaluation and transcription alike.
 
-Shared by evaluation and transcription: utterances are sorted by length and cut into batches of
-at most ``max_batch_seconds`` of padded audio (little padding, bounded memory), run under
+Short utterances (:func:`infer_log_probs`) are sorted by length and cut into batches of at most
+``max_batch_seconds`` of padded audio (little padding, bounded memory), run under
 ``torch.inference_mode``, and returned in the caller's order with only their valid frames.
-The model runs as its fused inference copy (:mod:`stt.fusion`: same log-probs, less work).
+Long audio (:func:`stream_log_probs`) is never loaded whole: it is read in overlapping windows
+(:func:`plan_windows`) with enough context on each side for the model's receptive field, and
+only each window's central frames are kept, so the stitched log-probs equal one pass over the
+whole file; the per-utterance MFCC normalisation uses statistics gathered in a first, cheap
+pass over the features. Both run the fused inference copy of the model (:mod:`stt.fusion`: the
+same log-probs, less work) and the silence gate (:mod:`stt.silence`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +28,7 @@ from tqdm import tqdm
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.data.sampler import make_batches
 from stt.errors import AudioError, ConfigError
+from stt.features import RunningNormState
 from stt.fusion import fused_for_inference
 from stt.model import WaveNetCTC
 from stt.silence import gate_silence
@@ -111,3 +118,212 @@ def infer_log_probs(
         bar.update(sum(durations[i] for i in batch))
     bar.close()
     return results  # type: ignore[return-value]
+
+
+# ---------------------------------------------------------------------------------------------
+# Long audio: overlapping windows, stitched frame by frame
+# ---------------------------------------------------------------------------------------------
+
+_NORM_EPS = 1e-5  # the eps of stt.features.normalize_per_utterance
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading audio held in memory
+# ---------------------------------------------------------------------------------------------
+
+
+class ArrayReader:
+    """A 16 kHz waveform already in memory, read by slices as :class:`stt.audio.FileReader`
+    reads a file."""
+
+    up = 1  # window starts need no alignment for resampling
+
+    def __init__(self, waveform: np.ndarray) -> None:
+        self.waveform = waveform
+        self.samples = len(waveform)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        return self.waveform[start:stop]
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows and stitched log-probabilities
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """One model pass: output frames ``[first, last)`` are kept, computed from feature frames
+    ``[feat_start, feat_stop)``, i.e. 16 kHz samples ``[sample_start, sample_stop)``."""
+
+    first: int
+    last: int
+    feat_start: int
+    feat_stop: int
+    sample_start: int
+    sample_stop: int
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """How audio of ``frames`` output frames is cut into overlapping windows.
+
+    Each window keeps ``center`` output frames and sees ``left``/``right`` more on each side
+    (fewer at the ends of the audio), enough for the model's receptive field, so kept frames
+    equal those of a whole-file pass. All three are multiples of the alignment the resampler
+    needs, so every window starts on a sample that maps to a whole native sample.
+    """
+
+    frames: int  # output frames of the whole audio
+    feature_frames: int
+    center: int
+    left: int
+    right: int
+    stride: int  # feature frames per output frame
+    hop: int  # samples per feature frame
+    n_fft: int  # samples seen by one feature frame
+
+    def windows(self) -> Iterator[Window]:
+        for first in range(0, self.frames, self.center):
+            last = min(first + self.center, self.frames)
+            f0 = max(0, first - self.left) * self.stride
+            f1 = min(self.feature_frames, (last + self.right) * self.stride)
+            yield Window(first, last, f0, f1, f0 * self.hop, (f1 - 1) * self.hop + self.n_fft)
+
+    def without_context(self) -> WindowPlan:
+        """The same audio in adjacent windows, no overlap (for feature statistics)."""
+        return WindowPlan(
+            self.frames, self.feature_frames, self.center + self.left + self.right, 0, 0,
+            self.stride, self.hop, self.n_fft,
+        )  # fmt: skip
+
+
+def context_feature_frames(model: WaveNetCTC) -> tuple[int, int]:
+    """Feature frames one output frame depends on before and after its own (together
+    ``receptive_field_frames - 1``)."""
+    s = model.config.stride
+    blocks_left = sum(block.padding[0] for block in model.blocks)  # output frames
+    blocks_right = sum(block.padding[1] for block in model.blocks)
+    proj = model.input_proj
+    proj_left = proj.padding[0]
+    proj_right = proj.kernel_size - 1 - proj_left
+    return blocks_left * s + proj_left, blocks_right * s + proj_right
+
+
+def plan_windows(
+    model: WaveNetCTC,
+    samples: int,
+    window_seconds: float = 30.0,
+    overlap_seconds: float | None = None,
+    align: int = 1,
+) -> WindowPlan:
+    """Windows over ``samples`` 16 kHz samples.
+
+    ``window_seconds``: audio per model pass, context included. ``overlap_seconds``: context on
+    each side; None (or less than needed) takes what the receptive field needs. ``align``: window
+    starts must be multiples of this many samples (resampling; 1 at 16 kHz). The kept part is at
+    least one second even if that makes windows longer than asked.
+    """
+    f = model.config.features
+    s, hop = model.config.stride, f.hop_length
+    feature_frames = int(model.features.frame_lengths(torch.tensor(samples)))
+    frames = -(-feature_frames // s)
+    frame_seconds = model.frame_ms / 1000
+    step = math.lcm(s * hop, int(align)) // (s * hop)  # output frames between allowed starts
+
+    def up(n: int) -> int:
+        return -(-n // step) * step
+
+    need_left, need_right = context_feature_frames(model)
+    wanted = 0 if overlap_seconds is None else math.ceil(overlap_seconds / frame_seconds)
+    left = up(max(-(-need_left // s), wanted))
+    right = up(max(-(-need_right // s), wanted))
+    window = int(round(window_seconds / frame_seconds))
+    center = max(window - left - right, up(math.ceil(1.0 / frame_seconds)))
+    center = max(center // step * step, step)
+    return WindowPlan(frames, feature_frames, center, left, right, s, hop, f.n_fft)
+
+
+@torch.inference_mode()
+def _feature_stats(model: WaveNetCTC, reader, plan: WindowPlan, device, progress: bool) -> tuple:
+    """Mean and standard deviation ``(n_mfcc, 1)`` of the raw MFCC over all the audio: what
+    the per-utterance normalisation of a whole-file pass would use."""
+    mfcc = model.features.mfcc
+    count, mean, m2 = 0, None, None
+    windows = plan.without_context().windows()
+    for w in tqdm(windows, desc="features", unit="window", disable=not progress, leave=False):
+        wave = torch.from_numpy(np.ascontiguousarray(reader.read(w.sample_start, w.sample_stop)))
+        x = mfcc(wave.to(device)[None].float())[0].double().cpu().numpy()  # (n_mfcc, frames)
+        n = x.shape[1]
+        mb = x.mean(axis=1)
+        m2b = ((x - mb[:, None]) ** 2).sum(axis=1)
+        if mean is None:
+            count, mean, m2 = n, mb, m2b
+            continue
+        total = count + n
+        delta = mb - mean
+        mean = mean + delta * n / total
+        m2 = m2 + m2b + delta**2 * count * n / total
+        count = total
+    var = m2 / max(count, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)[:, None]
+    std_t = torch.sqrt(torch.tensor(var, dtype=torch.float32, device=device) + _NORM_EPS)
+    return mean_t, std_t[:, None]
+
+
+@torch.inference_mode()
+def stream_log_probs(
+    model: WaveNetCTC,
+    open_reader,
+    plan: WindowPlan,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> Iterator[np.ndarray]:
+    """Log-probs of long audio, window by window: consecutive ``(frames, vocab)`` float32 chunks
+    that together cover ``plan.frames`` output frames.
+
+    ``open_reader()`` returns a fresh reader (``read(start, stop)``, ``close()``); it is called
+    twice when the model normalises its features (statistics first, then the model). The model
+    runs as the same fused copy :func:`infer_log_probs` uses: one offline inference path.
+    """
+    device = torch.device(device)
+    model = fused_for_inference(model, device)
+    mfcc = model.features.mfcc
+    stats = None
+    mode = model.config.features.normalize_mode
+    running = RunningNormState() if mode == "running" else None
+    if mode == "utterance":
+        reader = open_reader()
+        try:
+            stats = _feature_stats(model, reader, plan, device, progress)
+        finally:
+            reader.close()
+    frame_seconds = model.frame_ms / 1000
+    frame_samples = round(frame_seconds * SAMPLE_RATE)
+    bar = tqdm(
+        total=round(plan.frames * frame_seconds, 1), unit="audio-s", disable=not progress,
+        desc="transcribing",
+    )  # fmt: skip
+    reader = open_reader()
+    try:
+        for w in plan.windows():
+            wave = np.ascontiguousarray(reader.read(w.sample_start, w.sample_stop))
+            x = torch.from_numpy(wave).to(device)[None].float()
+            with torch.autocast(device_type=device.type, enabled=False):
+                feats = mfcc(x)  # (1, n_mfcc, feat_stop - feat_start)
+            if stats is not None:
+                feats = (feats - stats[0]) / stats[1]
+            elif running is not None:
+                feats = running.rewind(w.feat_start, feats)(feats)
+            n = w.feat_stop - w.feat_start
+            log_probs, _ = model.forward_features(feats, torch.tensor([n], device=device))
+            k0 = w.first - w.feat_start // plan.stride
+            chunk = log_probs[0, k0 : k0 + w.last - w.first].float().cpu().numpy()
+            yield gate_silence(chunk, wave, frame_samples, w.first * frame_samples - w.sample_start)
+            bar.update(round((w.last - w.first) * frame_seconds, 1))
+    finally:
+        reader.close()
+        bar.close()

@@ -1,7 +1,9 @@
-"""Word and character error rates, always through jiwer (the field's reference implementation)."""
+"""Word and character error rates, word alignments and confusions, always through jiwer (the
+field's reference implementation)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import jiwer
@@ -109,3 +111,52 @@ def bootstrap_rate_interval(
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(rates, [tail, 100 - tail])
     return float(low), float(high)
+
+
+def alignment(reference: str, hypothesis: str) -> list[tuple[str, list[str], list[str]]]:
+    """jiwer's word alignment as ``(kind, reference words, hypothesis words)`` chunks, kind one
+    of equal, substitute, delete, insert. An empty reference is all insertion."""
+    if not reference.strip():
+        return [("insert", [], hypothesis.split())] if hypothesis.split() else []
+    out = jiwer.process_words(reference, hypothesis)
+    ref, hyp = out.references[0], out.hypotheses[0]
+    return [
+        (
+            chunk.type,
+            ref[chunk.ref_start_idx : chunk.ref_end_idx],
+            hyp[chunk.hyp_start_idx : chunk.hyp_end_idx],
+        )
+        for chunk in out.alignments[0]
+    ]
+
+
+def aligned_diff(reference: str, hypothesis: str) -> str:
+    """Reference and hypothesis interleaved: ``the [cat->cap] sat [-on] the mat [+now]``."""
+    parts: list[str] = []
+    for kind, r, h in alignment(reference, hypothesis):
+        if kind == "equal":
+            parts += r
+        elif kind == "substitute":
+            parts += [f"[{a}->{b}]" for a, b in zip(r, h, strict=True)]
+        elif kind == "delete":
+            parts += [f"[-{a}]" for a in r]
+        else:
+            parts += [f"[+{b}]" for b in h]
+    return " ".join(parts)
+
+
+def word_confusions(pairs: list[tuple[str, str]], top: int = 20) -> list[dict]:
+    """The most frequent word errors: substitutions ``a->b``, deletions ``a->`` and insertions."""
+    counter: Counter = Counter()
+    for ref, hyp in pairs:
+        for kind, r, h in alignment(ref, hyp):
+            if kind == "substitute":
+                counter.update(zip(r, h, strict=True))
+            elif kind == "delete":
+                counter.update((w, None) for w in r)
+            elif kind == "insert":
+                counter.update((None, w) for w in h)
+    return [
+        {"reference": ref, "hypothesis": hyp, "count": n}
+        for (ref, hyp), n in counter.most_common(top)
+    ]

@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from stt.metrics import ErrorCounts, bootstrap_rate_interval
+from stt.metrics import ErrorCounts, bootstrap_rate_interval, word_confusions
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,6 @@ def by_length(rows: list[dict]) -> list[dict]:
 
 def write_reports(out_dir: Path, cfg, model, sets, scores) -> dict:
     """Write every report file; returns the ``report.json`` content."""
-    from stt.evaluate import word_confusions
-
     out_dir.mkdir(parents=True, exist_ok=True)
     report: dict = {
         "checkpoint": str(cfg.checkpoint),

@@ -26,7 +26,7 @@ Memory is constant over time: the encoder's caches have fixed sizes (:meth:`stat
 greedy decoder behind the partial results keeps the words decoded so far (the transcript itself)
 and the log-probs of the word being spoken, nothing else. A beam-search final transcript needs
 the log-probs of undecoded frames: they are decoded piecewise at safe cuts (pauses between
-words, see :class:`stt.transcribe.ChunkDecoder`), so at most ``max_pending_seconds`` are kept.
+words, see :class:`stt.decoding.ChunkDecoder`), so at most ``max_pending_seconds`` are kept.
 With a greedy decoder (``decoder.kind=greedy``) no log-probs are kept beyond the open word's,
 which suits endless streams (end each utterance with :meth:`StreamingTranscriber.finish` or
 :meth:`~StreamingTranscriber.reset` so the transcript does not grow forever).
@@ -56,21 +56,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stt.audio import SAMPLE_RATE, load_audio
-from stt.decoding import DecoderConfig, Word, build_decoder
+from stt.audio import SAMPLE_RATE, FileReader, load_audio, open_soundfile
+from stt.checkpoint import read_model
+from stt.decoding import ChunkDecoder, DecoderConfig, Word, build_decoder, resolve_decoder
 from stt.errors import AudioError, ConfigError
 from stt.features import RunningNormState
 from stt.model import ChannelLayerNorm, NoNorm, WaveNetCTC
 from stt.silence import StreamGate
 from stt.text import Vocabulary
-from stt.transcribe import (
-    ChunkDecoder,
-    FileReader,
-    Transcript,
-    open_soundfile,
-    resolve_decoder,
-    segment_words,
-)
+from stt.transcript import Transcript, segment_words
 
 SHIPPED_STREAMING_MODEL = Path(__file__).resolve().parent / "assets" / "streaming" / "model.pt"
 """Where the shipped causal (streaming) model lives inside the package."""
@@ -485,7 +479,7 @@ class StreamingTranscriber:
 
     :meth:`accept` takes audio chunks of any size (16 kHz float32, or int16 PCM) and returns a
     :class:`Partial` (greedy, updated incrementally); :meth:`finish` returns the utterance's
-    final :class:`~stt.transcribe.Transcript` (decoded with ``decoder``: greedy, or beam search
+    final :class:`~stt.transcript.Transcript` (decoded with ``decoder``: greedy, or beam search
     with an LM, which then restarts at pauses) and starts a new utterance; :meth:`reset` drops
     the current one. Use as a context manager (or :meth:`close`) to free a beam decoder.
 
@@ -607,7 +601,7 @@ def load_streaming_model(
     """A :class:`StreamingTranscriber` for the causal checkpoint at ``path`` (None: the shipped
     streaming model, ``stt/assets/streaming/model.pt``, or ``$STT_STREAMING_MODEL``).
 
-    Decoder settings as :func:`stt.transcribe.load_model`: a dict (or None) is laid over the
+    Decoder settings as :func:`stt.decoding.resolve_decoder`: a dict (or None) is laid over the
     ``decoder.yaml`` beside the checkpoint. ``kwargs`` go to :class:`StreamingTranscriber`.
 
     Raises:
@@ -615,8 +609,6 @@ def load_streaming_model(
             decoder settings.
         CheckpointError: the checkpoint is missing or unreadable.
     """
-    from stt.training.checkpoint import load_model as load_checkpoint_model
-
     if path is None:
         path = default_streaming_model_path()
         if not path.is_file():
@@ -624,7 +616,7 @@ def load_streaming_model(
                 f"no streaming model at {path}: pass --model CHECKPOINT of a causal model "
                 "(trained with `stt train model=causal`)"
             )
-    model, vocab = load_checkpoint_model(path)
+    model, vocab = read_model(path)
     config = resolve_decoder(path, decoder)
     return StreamingTranscriber(model, vocab, config, name=str(path), **kwargs)
 
@@ -726,7 +718,7 @@ def transcribe_stream(
     transcriber: StreamingTranscriber, chunks: Iterable[np.ndarray]
 ) -> Iterator[Partial | Transcript]:
     """Feed ``chunks`` through ``transcriber``: yields a :class:`Partial` for every chunk that
-    changed the text, then the final :class:`~stt.transcribe.Transcript`."""
+    changed the text, then the final :class:`~stt.transcript.Transcript`."""
     for chunk in chunks:
         if not len(chunk):
             continue

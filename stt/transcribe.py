@@ -13,8 +13,8 @@ The single non-local step, the per-utterance MFCC normalisation, uses statistics
 the whole file in a first, cheap pass (features only). Files at other sample rates are resampled
 window by window, each window read with enough extra native samples that the resampler's filter
 sees what it would see in the whole file. Decoding follows the stitched frames, cut at frames
-where no word can straddle the cut (see :class:`ChunkDecoder`), so memory stays bounded by the
-window size whatever the file's length.
+where no word can straddle the cut (see :class:`stt.decoding.ChunkDecoder`), so memory stays
+bounded by the window size whatever the file's length.
 """
 
 from __future__ import annotations
@@ -24,23 +24,30 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from tqdm import tqdm
 
-from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, load_audio, open_audio, resample
-from stt.decoding import DecoderConfig, Word, build_decoder
+from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, FileReader, load_audio, open_soundfile
+from stt.checkpoint import read_model
+from stt.decoding import ChunkDecoder, DecoderConfig, Word, build_decoder, resolve_decoder
 from stt.errors import AudioError, ConfigError, ManifestError, STTError
-from stt.features import RunningNormState
-from stt.inference import infer_log_probs, load_many, pick_device
+from stt.inference import (
+    ArrayReader,
+    WindowPlan,
+    infer_log_probs,
+    load_many,
+    pick_device,
+    plan_windows,
+    stream_log_probs,
+)
 from stt.model import WaveNetCTC
-from stt.silence import gate_silence
 from stt.text import Vocabulary
+from stt.transcript import Transcript, segment_words
 
 log = logging.getLogger(__name__)
 
@@ -52,482 +59,6 @@ def default_model_path() -> Path:
     """The default model: ``$STT_DEFAULT_MODEL`` if set (e.g. a model of your own), else the
     one shipped in the package."""
     return Path(os.environ.get("STT_DEFAULT_MODEL") or SHIPPED_MODEL)
-
-
-_NORM_EPS = 1e-5  # the eps of stt.features.normalize_per_utterance
-
-
-# ---------------------------------------------------------------------------------------------
-# Results
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Segment:
-    """A subtitle-sized run of words; ``start``/``end`` (seconds) are its first/last word's."""
-
-    start: float
-    end: float
-    text: str
-    words: list[Word]
-
-
-@dataclass
-class Transcript:
-    """One file's (or waveform's) transcript. Times are seconds from the start of the audio."""
-
-    text: str
-    words: list[Word]
-    segments: list[Segment]
-    duration: float
-    audio_path: str | None = None
-
-    def to_dict(self) -> dict:
-        """Plain JSON-ready data: text, duration, audio_path, segments (with their words) and
-        words; times rounded to milliseconds."""
-
-        def word(w: Word) -> dict:
-            return {
-                "word": w.word,
-                "start": round(w.start, 3),
-                "end": round(w.end, 3),
-                "confidence": round(w.confidence, 4),
-            }
-
-        return {
-            "text": self.text,
-            "duration": round(self.duration, 3),
-            "audio_path": self.audio_path,
-            "segments": [
-                {
-                    "id": i,
-                    "start": round(s.start, 3),
-                    "end": round(s.end, 3),
-                    "text": s.text,
-                    "words": [word(w) for w in s.words],
-                }
-                for i, s in enumerate(self.segments)
-            ],
-            "words": [word(w) for w in self.words],
-        }
-
-
-def segment_words(
-    words: list[Word], max_pause: float = 0.6, max_seconds: float = 7.0, max_words: int = 12
-) -> list[Segment]:
-    """Cut words into subtitle segments: a new segment starts after a pause longer than
-    ``max_pause`` seconds, or where the current one would last longer than ``max_seconds`` or
-    hold more than ``max_words`` words."""
-    segments: list[Segment] = []
-    current: list[Word] = []
-
-    def close() -> None:
-        text = " ".join(w.word for w in current)
-        segments.append(Segment(current[0].start, current[-1].end, text, list(current)))
-        current.clear()
-
-    for w in words:
-        if current and (
-            w.start - current[-1].end > max_pause
-            or w.end - current[0].start > max_seconds
-            or len(current) >= max_words
-        ):
-            close()
-        current.append(w)
-    if current:
-        close()
-    return segments
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading audio window by window
-# ---------------------------------------------------------------------------------------------
-
-
-def open_soundfile(path: Path) -> sf.SoundFile:
-    """Open ``path`` for reading; the same one-line errors as :func:`stt.audio.load_audio`."""
-    handle = open_audio(path)
-    if handle.frames == 0:
-        handle.close()
-        raise AudioError(f"{path}: audio has zero samples")
-    return handle
-
-
-class _ArrayReader:
-    """A 16 kHz waveform already in memory, read by slices."""
-
-    up = 1  # window starts need no alignment for resampling
-
-    def __init__(self, waveform: np.ndarray) -> None:
-        self.waveform = waveform
-        self.samples = len(waveform)
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        return self.waveform[start:stop]
-
-    def close(self) -> None:
-        pass
-
-
-class FileReader:
-    """16 kHz mono samples of a file, read front to back in windows whose starts never decrease.
-
-    Holds only the native-rate samples of the current window (plus resampling context). For a
-    file at another rate, window ``[start, stop)`` (16 kHz samples, ``start`` a multiple of
-    :attr:`up`) is resampled from the native samples it covers plus :attr:`pad` on each side,
-    so every output sample is computed from the same input samples as in a whole-file
-    :func:`stt.audio.resample`.
-    """
-
-    def __init__(self, path: Path, handle: sf.SoundFile) -> None:
-        self.path = path
-        self._file = handle
-        self.rate = int(handle.samplerate)
-        self.native_samples = int(handle.frames)
-        g = math.gcd(self.rate, SAMPLE_RATE)
-        self.up, self.down = SAMPLE_RATE // g, self.rate // g
-        self.samples = -(-self.native_samples * self.up // self.down)  # ceil, as torchaudio
-        # torchaudio's sinc filter reaches ceil(6 * down / (0.99 * min(up, down))) native
-        # samples either side of an output sample; keep a multiple of `down` beyond that.
-        reach = math.ceil(6 * self.down / (0.99 * min(self.up, self.down))) + 1
-        self.pad = self.down * (-(-reach // self.down) + 1)
-        self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_start = 0  # native index of self._buf[0]
-        self._short_read = False
-
-    def _native(self, start: int, stop: int) -> np.ndarray:
-        """Native-rate mono samples ``[start, stop)``; ``start`` never decreases."""
-        buf_end = self._buf_start + len(self._buf)
-        if start >= buf_end:
-            self._buf = np.zeros(0, dtype=np.float32)
-            if start > buf_end:
-                self._file.seek(start)
-            self._buf_start = start
-        else:
-            self._buf = self._buf[start - self._buf_start :]
-            self._buf_start = start
-        need = stop - (self._buf_start + len(self._buf))
-        if need > 0:
-            data = self._file.read(need, dtype="float32", always_2d=True)
-            mono = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
-            if not np.isfinite(mono).all():
-                raise AudioError(f"{self.path}: audio contains NaN or infinite sample values")
-            if len(mono) < need:  # the header promised more samples than the file holds
-                if not self._short_read:
-                    log.warning("%s: audio ends before its header says; padding", self.path)
-                    self._short_read = True
-                mono = np.concatenate([mono, np.zeros(need - len(mono), np.float32)])
-            self._buf = np.concatenate([self._buf, mono])
-        return self._buf[: stop - start]
-
-    def read(self, start: int, stop: int) -> np.ndarray:
-        """16 kHz samples ``[start, stop)``: float32 ``(stop - start,)``."""
-        if self.up == self.down:
-            return self._native(start, stop)
-        if start % self.up:
-            raise ValueError(f"window start {start} is not a multiple of {self.up}")
-        native_start = start // self.up * self.down
-        native_stop = -(-stop * self.down // self.up)
-        a = max(0, native_start - self.pad)
-        b = min(self.native_samples, native_stop + self.pad)
-        out = resample(np.ascontiguousarray(self._native(a, b)), self.rate, SAMPLE_RATE)
-        offset = (native_start - a) // self.down * self.up
-        out = out[offset : offset + stop - start]
-        if len(out) < stop - start:
-            out = np.concatenate([out, np.zeros(stop - start - len(out), np.float32)])
-        return out
-
-    def close(self) -> None:
-        self._file.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Windows and stitched log-probabilities
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Window:
-    """One model pass: output frames ``[first, last)`` are kept, computed from feature frames
-    ``[feat_start, feat_stop)``, i.e. 16 kHz samples ``[sample_start, sample_stop)``."""
-
-    first: int
-    last: int
-    feat_start: int
-    feat_stop: int
-    sample_start: int
-    sample_stop: int
-
-
-@dataclass(frozen=True)
-class WindowPlan:
-    """How audio of ``frames`` output frames is cut into overlapping windows.
-
-    Each window keeps ``center`` output frames and sees ``left``/``right`` more on each side
-    (fewer at the ends of the audio), enough for the model's receptive field, so kept frames
-    equal those of a whole-file pass. All three are multiples of the alignment the resampler
-    needs, so every window starts on a sample that maps to a whole native sample.
-    """
-
-    frames: int  # output frames of the whole audio
-    feature_frames: int
-    center: int
-    left: int
-    right: int
-    stride: int  # feature frames per output frame
-    hop: int  # samples per feature frame
-    n_fft: int  # samples seen by one feature frame
-
-    def windows(self) -> Iterator[Window]:
-        for first in range(0, self.frames, self.center):
-            last = min(first + self.center, self.frames)
-            f0 = max(0, first - self.left) * self.stride
-            f1 = min(self.feature_frames, (last + self.right) * self.stride)
-            yield Window(first, last, f0, f1, f0 * self.hop, (f1 - 1) * self.hop + self.n_fft)
-
-    def without_context(self) -> WindowPlan:
-        """The same audio in adjacent windows, no overlap (for feature statistics)."""
-        return WindowPlan(
-            self.frames, self.feature_frames, self.center + self.left + self.right, 0, 0,
-            self.stride, self.hop, self.n_fft,
-        )  # fmt: skip
-
-
-def context_feature_frames(model: WaveNetCTC) -> tuple[int, int]:
-    """Feature frames one output frame depends on before and after its own (together
-    ``receptive_field_frames - 1``)."""
-    s = model.config.stride
-    blocks_left = sum(block.padding[0] for block in model.blocks)  # output frames
-    blocks_right = sum(block.padding[1] for block in model.blocks)
-    proj = model.input_proj
-    proj_left = proj.padding[0]
-    proj_right = proj.kernel_size - 1 - proj_left
-    return blocks_left * s + proj_left, blocks_right * s + proj_right
-
-
-def plan_windows(
-    model: WaveNetCTC,
-    samples: int,
-    window_seconds: float = 30.0,
-    overlap_seconds: float | None = None,
-    align: int = 1,
-) -> WindowPlan:
-    """Windows over ``samples`` 16 kHz samples.
-
-    ``window_seconds``: audio per model pass, context included. ``overlap_seconds``: context on
-    each side; None (or less than needed) takes what the receptive field needs. ``align``: window
-    starts must be multiples of this many samples (resampling; 1 at 16 kHz). The kept part is at
-    least one second even if that makes windows longer than asked.
-    """
-    f = model.config.features
-    s, hop = model.config.stride, f.hop_length
-    feature_frames = int(model.features.frame_lengths(torch.tensor(samples)))
-    frames = -(-feature_frames // s)
-    frame_seconds = model.frame_ms / 1000
-    step = math.lcm(s * hop, int(align)) // (s * hop)  # output frames between allowed starts
-
-    def up(n: int) -> int:
-        return -(-n // step) * step
-
-    need_left, need_right = context_feature_frames(model)
-    wanted = 0 if overlap_seconds is None else math.ceil(overlap_seconds / frame_seconds)
-    left = up(max(-(-need_left // s), wanted))
-    right = up(max(-(-need_right // s), wanted))
-    window = int(round(window_seconds / frame_seconds))
-    center = max(window - left - right, up(math.ceil(1.0 / frame_seconds)))
-    center = max(center // step * step, step)
-    return WindowPlan(frames, feature_frames, center, left, right, s, hop, f.n_fft)
-
-
-@torch.inference_mode()
-def _feature_stats(model: WaveNetCTC, reader, plan: WindowPlan, device, progress: bool) -> tuple:
-    """Mean and standard deviation ``(n_mfcc, 1)`` of the raw MFCC over all the audio: what
-    the per-utterance normalisation of a whole-file pass would use."""
-    mfcc = model.features.mfcc
-    count, mean, m2 = 0, None, None
-    windows = plan.without_context().windows()
-    for w in tqdm(windows, desc="features", unit="window", disable=not progress, leave=False):
-        wave = torch.from_numpy(np.ascontiguousarray(reader.read(w.sample_start, w.sample_stop)))
-        x = mfcc(wave.to(device)[None].float())[0].double().cpu().numpy()  # (n_mfcc, frames)
-        n = x.shape[1]
-        mb = x.mean(axis=1)
-        m2b = ((x - mb[:, None]) ** 2).sum(axis=1)
-        if mean is None:
-            count, mean, m2 = n, mb, m2b
-            continue
-        total = count + n
-        delta = mb - mean
-        mean = mean + delta * n / total
-        m2 = m2 + m2b + delta**2 * count * n / total
-        count = total
-    var = m2 / max(count, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)[:, None]
-    std_t = torch.sqrt(torch.tensor(var, dtype=torch.float32, device=device) + _NORM_EPS)
-    return mean_t, std_t[:, None]
-
-
-@torch.inference_mode()
-def stream_log_probs(
-    model: WaveNetCTC,
-    open_reader,
-    plan: WindowPlan,
-    device: torch.device | str = "cpu",
-    progress: bool = False,
-) -> Iterator[np.ndarray]:
-    """Log-probs of long audio, window by window: consecutive ``(frames, vocab)`` float32 chunks
-    that together cover ``plan.frames`` output frames.
-
-    ``open_reader()`` returns a fresh reader (``read(start, stop)``, ``close()``); it is called
-    twice when the model normalises its features (statistics first, then the model).
-    """
-    device = torch.device(device)
-    model = model.to(device).eval()
-    mfcc = model.features.mfcc
-    stats = None
-    mode = model.config.features.normalize_mode
-    running = RunningNormState() if mode == "running" else None
-    if mode == "utterance":
-        reader = open_reader()
-        try:
-            stats = _feature_stats(model, reader, plan, device, progress)
-        finally:
-            reader.close()
-    frame_seconds = model.frame_ms / 1000
-    frame_samples = round(frame_seconds * SAMPLE_RATE)
-    bar = tqdm(
-        total=round(plan.frames * frame_seconds, 1), unit="audio-s", disable=not progress,
-        desc="transcribing",
-    )  # fmt: skip
-    reader = open_reader()
-    try:
-        for w in plan.windows():
-            wave = np.ascontiguousarray(reader.read(w.sample_start, w.sample_stop))
-            x = torch.from_numpy(wave).to(device)[None].float()
-            with torch.autocast(device_type=device.type, enabled=False):
-                feats = mfcc(x)  # (1, n_mfcc, feat_stop - feat_start)
-            if stats is not None:
-                feats = (feats - stats[0]) / stats[1]
-            elif running is not None:
-                feats = running.rewind(w.feat_start, feats)(feats)
-            n = w.feat_stop - w.feat_start
-            log_probs, _ = model.forward_features(feats, torch.tensor([n], device=device))
-            k0 = w.first - w.feat_start // plan.stride
-            chunk = log_probs[0, k0 : k0 + w.last - w.first].float().cpu().numpy()
-            yield gate_silence(chunk, wave, frame_samples, w.first * frame_samples - w.sample_start)
-            bar.update(round((w.last - w.first) * frame_seconds, 1))
-    finally:
-        reader.close()
-        bar.close()
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding stitched frames chunk by chunk
-# ---------------------------------------------------------------------------------------------
-
-
-class ChunkDecoder:
-    """Decodes a stream of log-prob chunks in pieces cut where no word can straddle the cut.
-
-    Greedy cuts are exact: a cut after frame ``t - 1`` is taken only where the last character
-    emitted so far is a space (or none was), so words, their frames and confidences are those
-    of decoding all frames at once. Beam search also needs both frames around the cut to be
-    "quiet" (blank or space best, every other label below ``token_min_logp``, so every beam only
-    adds a blank or space there), or a pause of ``pause_seconds`` of quiet frames; the language
-    model restarts after a cut. Without a safe cut for ``max_pending_seconds``, the cut goes
-    where the blank is most likely (a very long word run is split rather than memory grown).
-    """
-
-    def __init__(
-        self,
-        decoder,
-        vocab: Vocabulary,
-        frame_seconds: float,
-        beam: bool,
-        token_min_logp: float = -5.0,
-        min_pending_seconds: float = 10.0,
-        max_pending_seconds: float = 120.0,
-        pause_seconds: float = 0.3,
-    ) -> None:
-        self.decoder = decoder
-        self.frame_seconds = frame_seconds
-        self.beam = beam
-        self.blank = vocab.blank_id
-        self.space = vocab.tokens.index(" ") if " " in vocab else -1
-        self.token_min_logp = token_min_logp
-        self.min_pending = max(1.0, min_pending_seconds / frame_seconds)  # frames (inf: never)
-        self.max_pending = max(self.min_pending, max_pending_seconds / frame_seconds)
-        self.pause = max(2, int(round(pause_seconds / frame_seconds)))
-        self._pending: list[np.ndarray] = []
-        self._pending_frames = 0
-        self._offset = 0  # global index of the first pending frame
-        self.texts: list[str] = []
-        self.words: list[Word] = []
-
-    def feed(self, log_probs: np.ndarray) -> None:
-        self._pending.append(log_probs)
-        self._pending_frames += len(log_probs)
-        if self._pending_frames < self.min_pending:
-            return
-        lp = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        cut = self._safe_cut(lp)
-        if cut is None and len(lp) >= self.max_pending:
-            cut = self._forced_cut(lp)
-        if cut is None:
-            self._pending = [lp]
-            return
-        self._decode(lp[:cut])
-        rest = lp[cut:]
-        self._pending = [rest] if len(rest) else []
-        self._pending_frames = len(rest)
-
-    def finish(self) -> tuple[str, list[Word]]:
-        if self._pending:
-            self._decode(np.concatenate(self._pending))
-            self._pending, self._pending_frames = [], 0
-        return " ".join(self.texts), self.words
-
-    def _safe_cut(self, lp: np.ndarray) -> int | None:
-        """The largest ``t`` (1..frames) such that cutting before frame ``t`` is safe."""
-        n = len(lp)
-        best = lp.argmax(axis=1)  # (frames,)
-        emitted = np.where(best != self.blank, np.arange(n), -1)
-        last = np.maximum.accumulate(emitted)  # last emitting frame at or before each frame
-        # between_words[t - 1]: cutting before t leaves no word open.
-        between_words = (last < 0) | (best[np.maximum(last, 0)] == self.space)
-        if not self.beam:
-            ok = np.flatnonzero(between_words) + 1  # cut positions t
-            return int(ok[-1]) if len(ok) else None
-        quiet_label = (best == self.blank) | (best == self.space)
-        runner_up = np.partition(lp, -2, axis=1)[:, -2] if lp.shape[1] > 1 else lp[:, 0] - np.inf
-        quiet = quiet_label & (runner_up < self.token_min_logp)
-        # Cut before t (1..n-1) with frames t-1 and t quiet ...
-        both = quiet[:-1] & quiet[1:]
-        candidates = both & between_words[:-1]
-        # ... or in the middle of a long quiet run, a pause between words whatever was emitted.
-        half = self.pause // 2
-        if n > 2 * half:
-            runs = np.convolve(quiet.astype(np.int32), np.ones(2 * half, np.int32), "valid")
-            pause = np.zeros(n - 1, dtype=bool)  # index t-1
-            pause[half - 1 : half - 1 + len(runs)] = runs == 2 * half
-            candidates |= pause & both
-        ok = np.flatnonzero(candidates) + 1
-        return int(ok[-1]) if len(ok) else None
-
-    def _forced_cut(self, lp: np.ndarray) -> int:
-        half = len(lp) // 2
-        return half + int(lp[half:, self.blank].argmax())
-
-    def _decode(self, lp: np.ndarray) -> None:
-        if not len(lp):
-            return
-        result = self.decoder.decode(lp, self.frame_seconds)
-        shift = self._offset * self.frame_seconds
-        if result.text:
-            self.texts.append(result.text)
-        self.words.extend(
-            Word(w.word, w.start + shift, w.end + shift, w.confidence) for w in result.words
-        )
-        self._offset += len(lp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -671,7 +202,7 @@ class Transcriber:
                 return duration, iter(self._whole([waveform])), False
             plan = self._plan(len(waveform), 1)
             chunks = stream_log_probs(
-                self.model, lambda: _ArrayReader(waveform), plan, self.device, progress
+                self.model, lambda: ArrayReader(waveform), plan, self.device, progress
             )
             return duration, chunks, True
         path = Path(audio)
@@ -746,55 +277,40 @@ class Transcriber:
                     yield path, exc
 
 
-def resolve_decoder(checkpoint: str | Path, decoder: DecoderConfig | dict | None) -> DecoderConfig:
-    """A ``DecoderConfig`` as given, or a dict of settings (or None) laid over the tuned
-    ``decoder.yaml`` beside ``checkpoint``."""
-    from stt.evaluate import load_tuned_decoder
-
-    if isinstance(decoder, DecoderConfig):
-        return decoder
-    return _decoder_config({**load_tuned_decoder(checkpoint), **(decoder or {})})
-
-
-def _decoder_config(settings: dict[str, Any]) -> DecoderConfig:
-    known = {f.name for f in fields(DecoderConfig)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ConfigError(
-            f"unknown decoder setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})"
-        )
-    values = dict(settings)
-    if values.get("hotwords") is None:
-        values.pop("hotwords", None)
-    else:
-        values["hotwords"] = [str(h) for h in values["hotwords"]]
-    return DecoderConfig(**values)
-
-
 def load_model(
     path: str | Path | None = None,
     device: str = "cpu",
     decoder: DecoderConfig | dict | None = None,
+    backend: str = "auto",
     **kwargs: Any,
 ) -> Transcriber:
     """A :class:`Transcriber` for the checkpoint at ``path`` (None: the shipped default model).
 
-    Decoder settings: a :class:`DecoderConfig` is used as it is; a dict (or None) is laid over
-    the tuned settings saved as ``decoder.yaml`` beside the checkpoint by ``stt eval
-    --multirun`` (LM paths in it resolve relative to it), themselves over greedy defaults.
+    ``backend``: ``torch`` runs a checkpoint, ``onnx`` (onnxruntime) or ``torchscript`` a file
+    made by ``stt export`` (:mod:`stt.exported`); ``auto`` picks by the file's suffix
+    (``.onnx``, ``.ts``, else a checkpoint).
+
+    Decoder settings (:func:`stt.decoding.resolve_decoder`): a :class:`DecoderConfig` is used as
+    it is; a dict (or None) is laid over the tuned settings saved as ``decoder.yaml`` beside the
+    checkpoint by ``stt eval --multirun`` (LM paths in it resolve relative to it), themselves
+    over greedy defaults.
     ``kwargs`` go to :class:`Transcriber` (``window_seconds``, ``max_pause``, ...).
 
     Raises:
         ConfigError: no path and no shipped model, or bad decoder settings.
         CheckpointError: the checkpoint is missing or unreadable.
     """
-    from stt.training.checkpoint import load_model as load_checkpoint_model
-
     if path is None:
         if not default_model_path().is_file():
             raise ConfigError("no shipped model yet: pass --model CHECKPOINT")
         path = default_model_path()
-    model, vocab = load_checkpoint_model(path)
+    from stt.exported import backend_for, load_exported
+
+    if backend_for(path, backend) == "torch":
+        model, vocab = read_model(path)
+    else:
+        model = load_exported(path, backend)
+        vocab = model.vocab
     return Transcriber(model, vocab, resolve_decoder(path, decoder), device=device, **kwargs)
 
 
@@ -890,14 +406,11 @@ class TranscribeConfig:
 
 
 __all__ = [
-    "Segment",
-    "Transcript",
     "Transcriber",
     "TranscribeConfig",
     "WindowPlan",
     "find_audio",
     "load_model",
     "plan_windows",
-    "segment_words",
     "stream_log_probs",
 ]

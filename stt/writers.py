@@ -1,6 +1,6 @@
 """Transcript files: plain text, JSON, SubRip (.srt), WebVTT (.vtt) and Whisper-style TSV.
 
-Every writer takes a :class:`stt.transcribe.Transcript` and a path, and writes atomically (a
+Every writer takes a :class:`stt.transcript.Transcript` and a path, and writes atomically (a
 temporary file in the same folder, flushed and renamed), so an interrupted run never leaves a
 half-written file where a complete one was.
 """
@@ -17,7 +17,7 @@ from stt.atomic import atomic_path
 from stt.errors import ConfigError
 
 if TYPE_CHECKING:
-    from stt.transcribe import Transcript
+    from stt.transcript import Transcript
 
 FORMATS = ("txt", "json", "srt", "vtt", "tsv")
 

@@ -26,10 +26,10 @@ import soundfile as sf
 import torch
 
 from stt.audio import SAMPLE_RATE
+from stt.checkpoint import model_state, save_checkpoint
 from stt.cli import main
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from stt.training.checkpoint import model_state, save_checkpoint
 
 VOCAB = Vocabulary.default()
 RNG = np.random.default_rng(0)

@@ -13,15 +13,11 @@ import numpy as np
 import pytest
 import torch
 
+from stt import checkpoint
+from stt.checkpoint import load_checkpoint, model_state, save_checkpoint
+from stt.errors import CheckpointError
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from stt.training import checkpoint
-from stt.training.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    model_state,
-    save_checkpoint,
-)
 
 
 class _Payload:

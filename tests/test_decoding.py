@@ -2,13 +2,11 @@
 (stt.decoding). Log-probabilities are built by hand, one frame per character of a spelling."""
 
 import gc
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from pyctcdecode import build_ctcdecoder
 
 from stt.decoding import (
@@ -17,7 +15,10 @@ from stt.decoding import (
     GreedyDecoder,
     build_decoder,
     greedy_decode,
+    load_tuned_decoder,
     pyctcdecode_labels,
+    resolve_decoder,
+    save_tuned_decoder,
 )
 from stt.errors import ConfigError
 from stt.text import Vocabulary
@@ -334,9 +335,21 @@ def test_build_decoder_picks_the_kind():
         build_decoder(VOCAB, DecoderConfig(kind="viterbi"))
 
 
-@pytest.mark.parametrize("name", ["greedy", "beam"])
-def test_decoder_config_files_hold_exactly_the_config_keys(name):
-    conf = Path(__file__).parent.parent / "conf" / "decoder" / f"{name}.yaml"
-    values = OmegaConf.to_container(OmegaConf.load(conf))
-    assert values == {**asdict(DecoderConfig()), **values}
-    assert DecoderConfig(**values).kind == name
+def test_tuned_settings_are_saved_with_lm_paths_relative_to_their_file(tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    lm = tmp_path / "lm" / "lm.bin"
+    save_tuned_decoder(checkpoint, {"kind": "beam", "alpha": 0.7, "lm": str(lm)})
+    assert "lm: lm/lm.bin" in (tmp_path / "decoder.yaml").read_text()  # the folder can move
+    assert load_tuned_decoder(checkpoint) == {"kind": "beam", "alpha": 0.7, "lm": str(lm)}
+
+
+def test_explicit_settings_win_over_tuned_ones_which_win_over_the_defaults(tmp_path):
+    checkpoint = tmp_path / "model.pt"
+    assert resolve_decoder(checkpoint) == DecoderConfig()  # no decoder.yaml: the defaults
+    save_tuned_decoder(checkpoint, {"kind": "beam", "alpha": 0.7, "beta": 2.0})
+    resolved = resolve_decoder(checkpoint, {"beta": 0.5})
+    assert (resolved.kind, resolved.alpha, resolved.beta) == ("beam", 0.7, 0.5)
+    assert resolved.beam_width == DecoderConfig().beam_width
+    assert resolve_decoder(checkpoint, DecoderConfig()) == DecoderConfig()  # used as it is
+    with pytest.raises(ConfigError, match="unknown decoder setting.* beams"):
+        resolve_decoder(checkpoint, {"beams": 3})

@@ -8,11 +8,11 @@ import sys
 
 import torch
 
+from stt.checkpoint import model_state, save_checkpoint
 from stt.data.manifest import read_manifest
 from stt.demo import EXAMPLES
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from stt.training.checkpoint import model_state, save_checkpoint
 from tests.conftest import requires_synth_tools
 
 

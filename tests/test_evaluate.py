@@ -17,14 +17,15 @@ import torch
 from omegaconf import OmegaConf
 
 import stt.evaluate as evaluate_module
+from stt.checkpoint import model_state, read_model, save_checkpoint
 from stt.cli import main
 from stt.data.manifest import Utterance, read_manifest, write_manifest
 from stt.data.synth import SynthConfig, synthesize_corpus
-from stt.evaluate import EvalConfig, aligned_diff, load_test_set, run_eval, word_confusions
+from stt.evaluate import EvalConfig, load_test_set, run_eval
 from stt.inference import infer_log_probs
+from stt.metrics import aligned_diff, word_confusions
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from stt.training.checkpoint import load_model, model_state, save_checkpoint
 from tests.conftest import requires_synth_tools, tone
 
 
@@ -283,7 +284,7 @@ def test_a_long_file_goes_through_the_model_window_by_window(
 
     monkeypatch.setattr(evaluate_module, "stream_log_probs", counted_stream)
     monkeypatch.setattr(evaluate_module, "infer_log_probs", recorded_infer)
-    model, vocab = load_model(checkpoint)
+    model, vocab = read_model(checkpoint)
     cfg = EvalConfig(str(checkpoint), [str(manifest)], window_seconds=30.0, progress=False)
     test_set = load_test_set(str(manifest), "set", model, vocab, "cpu", cfg)
 

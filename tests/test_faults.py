@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from stt import checkpoint
+from stt.checkpoint import load_checkpoint, read_model
 from stt.cli import main
-from stt.training import checkpoint
-from stt.training.checkpoint import load_checkpoint, load_model
 from stt.training.metrics_log import read_metrics
 from tests.conftest import requires_synth_tools, tiny_corpus
 from tests.test_train import cli_args, stt_train
@@ -141,7 +141,7 @@ _KILLED_MID_WRITE = textwrap.dedent(
     """
     import io, os, signal, sys
     import torch
-    from stt.training import checkpoint
+    from stt import checkpoint
 
     path = sys.argv[1]
     state = checkpoint.load_checkpoint(path)
@@ -199,7 +199,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     killed_at = load_checkpoint(run_dir / "last.pt")["step"]
-    load_model(run_dir / "best.pt")
+    read_model(run_dir / "best.pt")
     trained_to = max(step for step, _ in read_metrics(run_dir / "metrics.csv")["train/loss"])
     assert 2 <= killed_at <= trained_to <= killed_at + every  # at most one interval lost
 
@@ -210,7 +210,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(corpus, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {run_dir / 'last.pt'} at epoch" in resumed.stderr
     assert f"step {killed_at}\n" in resumed.stderr
-    load_model(run_dir / "best.pt")
+    read_model(run_dir / "best.pt")
     assert load_checkpoint(run_dir / "last.pt")["step"] == 12
     # (That the resumed weights are the uninterrupted run's, bit for bit, is
     # test_train.py::test_resume_continues_exactly_where_it_stopped.)

@@ -10,20 +10,20 @@ from pathlib import Path
 import pytest
 import torch
 
+from stt.checkpoint import load_checkpoint, read_model
 from stt.cli import main
 from stt.config import compose, to_dataclass
 from stt.data.dataset import SpeechDataset, filter_feasible
 from stt.data.manifest import read_manifest, write_manifest
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from stt.training.checkpoint import load_checkpoint, load_model
-from stt.training.config import FinetuneConfig, TrainConfig
-from stt.training.finetune import (
+from stt.training.adapt import (
     freeze_norm_statistics,
     grow_head,
     mix_in,
     new_characters,
 )
+from stt.training.config import FinetuneConfig, TrainConfig
 from stt.training.trainer import train
 from tests.conftest import TINY_MODEL, requires_synth_tools, tiny_corpus
 
@@ -177,7 +177,7 @@ def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
     ]
     assert any(not torch.equal(end["model"][n], start["model"][n]) for n in changed)
 
-    model, vocab = load_model(run_dir / "best.pt")  # a normal checkpoint: transcribe/eval take it
+    model, vocab = read_model(run_dir / "best.pt")  # a normal checkpoint: transcribe/eval take it
     assert "é" in vocab and model.head.out.out_channels == len(vocab)
 
     saved = json.loads((run_dir / "finetune_report.json").read_text())

@@ -18,6 +18,7 @@ import torch
 
 import stt.streaming as streaming_module
 from stt.audio import SAMPLE_RATE, load_audio
+from stt.checkpoint import model_state, save_checkpoint
 from stt.cli import main
 from stt.decoding import BeamSearchDecoder, DecoderConfig, GreedyDecoder
 from stt.errors import AudioError, ConfigError
@@ -31,7 +32,6 @@ from stt.streaming import (
     pcm_chunks,
 )
 from stt.text import Vocabulary
-from stt.training.checkpoint import model_state, save_checkpoint
 
 VOCAB = Vocabulary.default()
 FRAME = 0.02  # seconds per output frame (stride 2)

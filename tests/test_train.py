@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from stt.checkpoint import load_checkpoint, read_model
 from stt.config import compose, to_dataclass
 from stt.data.manifest import Utterance, read_manifest, write_manifest
-from stt.training.checkpoint import CheckpointError, load_checkpoint, load_model
+from stt.errors import CheckpointError
 from stt.training.config import TrainConfig
 from stt.training.metrics_log import read_metrics
 from stt.training.stopping import PlateauStopper
@@ -75,7 +76,7 @@ def test_loss_falls_and_every_output_is_written(corpus, tmp_path):
 
 def test_a_checkpoint_transcribes_on_its_own(corpus, tmp_path):
     train(config(corpus, tmp_path / "run", "trainer.max_steps=3"))
-    model, vocab = load_model(tmp_path / "run" / "best.pt")
+    model, vocab = read_model(tmp_path / "run" / "best.pt")
     log_probs, lengths = model(torch.randn(1, 16000))
     assert log_probs.shape[-1] == len(vocab) and lengths.tolist() == [log_probs.shape[1]]
     state = load_checkpoint(tmp_path / "run" / "last.pt")
@@ -90,8 +91,8 @@ def test_resume_continues_exactly_where_it_stopped(corpus, tmp_path):
     assert first.step == 4
     second = train(config(corpus, tmp_path / "split", "trainer.max_steps=9"))
     assert second.step == full.step == 9
-    a, _ = load_model(tmp_path / "full" / "last.pt")
-    b, _ = load_model(tmp_path / "split" / "last.pt")
+    a, _ = read_model(tmp_path / "full" / "last.pt")
+    b, _ = read_model(tmp_path / "split" / "last.pt")
     assert weights_fingerprint(a) == weights_fingerprint(b)
 
 

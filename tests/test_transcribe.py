@@ -21,23 +21,16 @@ import torch
 import stt
 import stt.transcribe as transcribe_module
 from stt.audio import SAMPLE_RATE, load_audio
+from stt.checkpoint import model_state, save_checkpoint
 from stt.cli import main
-from stt.decoding import BeamSearchDecoder, DecoderConfig, GreedyDecoder, Word
+from stt.decoding import BeamSearchDecoder, ChunkDecoder, DecoderConfig, GreedyDecoder, Word
 from stt.errors import AudioError, ConfigError
 from stt.features import FeatureConfig
-from stt.inference import infer_log_probs
+from stt.inference import infer_log_probs, plan_windows
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from stt.training.checkpoint import model_state, save_checkpoint
-from stt.transcribe import (
-    ChunkDecoder,
-    Transcriber,
-    Transcript,
-    find_audio,
-    load_model,
-    plan_windows,
-    segment_words,
-)
+from stt.transcribe import Transcriber, find_audio, load_model
+from stt.transcript import Transcript, segment_words
 from stt.writers import WRITERS, format_timestamp, output_stems, parse_formats
 from tests.conftest import tone
 

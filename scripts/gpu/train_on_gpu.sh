@@ -39,7 +39,7 @@ wait
 $PY - "$OUT" <<'PY'
 import sys, tarfile
 from pathlib import Path
-from stt.training.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+from stt.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
 out = Path(sys.argv[1])
 for name in ["medium-gpu", "causal-gpu", "accent-base"]:
     run = Path("runs") / name

@@ -15,7 +15,7 @@ import random
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,12 @@ from tqdm import tqdm
 from stt import inference
 from stt.atomic import leftover_temporaries
 from stt.audio import audio_duration
+from stt.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    model_state,
+    save_checkpoint,
+)
 from stt.data.augment import SpecAugment, WaveformAugment
 from stt.data.dataset import (
     Batch,
@@ -42,20 +48,13 @@ from stt.data.dataset import (
 from stt.data.manifest import Utterance, read_manifest
 from stt.data.sampler import DurationBucketSampler
 from stt.decoding import greedy_decode
-from stt.errors import AudioError, ConfigError, STTError
+from stt.errors import AudioError, CheckpointError, ConfigError, STTError
 from stt.metrics import error_counts
 from stt.model import WaveNetCTC
 from stt.text import Vocabulary
 from stt.training import distributed as D
-from stt.training.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    model_from_checkpoint,
-    model_state,
-    save_checkpoint,
-)
+from stt.training.adapt import mix_in, prepare_model
 from stt.training.config import TrainConfig
-from stt.training.finetune import mix_in, prepare_model
 from stt.training.metrics_log import MetricsLogger, plot_curves
 from stt.training.schedule import build_scheduler
 from stt.training.stopping import PlateauStopper
@@ -387,8 +386,9 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
     # Model (and vocabulary) -------------------------------------------------------------------
     vocab = Vocabulary.default()
     model = WaveNetCTC(cfg.model, len(vocab))
-    if cfg.init_from:
-        model, vocab = init_from_checkpoint(cfg, model, vocab)
+    if cfg.init_from:  # the checkpoint's model config wins over the run's
+        model, vocab = init_from_checkpoint(cfg.init_from)
+        cfg = replace(cfg, model=model.config)
     if cfg.finetune is not None:  # grow the vocabulary and head, freeze early layers
         model, vocab = prepare_model(cfg, model, vocab)
     model.to(device)
@@ -687,12 +687,9 @@ def check_compatible(state: dict, model: WaveNetCTC, vocab: Vocabulary, path: Pa
             raise CheckpointError(f"{path}: not a training checkpoint (no {key}); use init_from")
 
 
-def init_from_checkpoint(
-    cfg: TrainConfig, model: WaveNetCTC, vocab: Vocabulary
-) -> tuple[WaveNetCTC, Vocabulary]:
-    """Start from a trained model's weights (fine-tuning); its model config wins."""
-    state = load_checkpoint(cfg.init_from)
-    loaded, loaded_vocab = model_from_checkpoint(state, cfg.init_from)
-    cfg.model = loaded.config
-    log.info("initialised from %s", cfg.init_from)
+def init_from_checkpoint(path: str) -> tuple[WaveNetCTC, Vocabulary]:
+    """A trained model (in training mode) and its vocabulary to start from (fine-tuning)."""
+    state = load_checkpoint(path)
+    loaded, loaded_vocab = model_from_checkpoint(state, path)
+    log.info("initialised from %s", path)
     return loaded.train(), loaded_vocab

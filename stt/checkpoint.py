@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from stt.atomic import atomic_path
-from stt.errors import STTError
+from stt.errors import CheckpointError, STTError
 from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
 from stt.text import Vocabulary
 
@@ -44,10 +44,6 @@ SAFE_GLOBALS = [np.core.multiarray._reconstruct, np.ndarray, np.dtype, type(np.d
 (``np.random.get_state()`` in the RNG state), which creates arrays and calls nothing else."""
 
 _UNSAFE_RE = re.compile(r"Unsupported global: GLOBAL (\S+)")
-
-
-class CheckpointError(STTError):
-    """A checkpoint is missing, corrupt, or does not fit what it is loaded into."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -190,6 +186,7 @@ def model_from_checkpoint(
     return model.eval(), vocab
 
 
-def load_model(path: str | Path, map_location: str = "cpu") -> tuple[WaveNetCTC, Vocabulary]:
-    """A model and vocabulary from a checkpoint file, ready for inference."""
+def read_model(path: str | Path, map_location: str = "cpu") -> tuple[WaveNetCTC, Vocabulary]:
+    """A model (in eval mode) and vocabulary from a checkpoint file: the bare network, where
+    :func:`stt.transcribe.load_model` gives a ready :class:`~stt.transcribe.Transcriber`."""
     return model_from_checkpoint(load_checkpoint(path, map_location), path)

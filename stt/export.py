@@ -1,0 +1,353 @@
+"""Export a checkpoint for inference without stt's PyTorch code: ONNX (fp32 and int8) and
+TorchScript.
+
+:func:`export_model` writes, into one folder:
+
+* ``model.onnx``: the fused model (:mod:`stt.fusion`) with the MFCC front end inside the graph,
+  as traced from :class:`stt.portable.PortableWaveNetCTC`. Inputs ``waveform`` ``(batch,
+  samples)`` float32 at 16 kHz and ``lengths`` ``(batch,)`` int64 (valid samples per row);
+  outputs ``log_probs`` ``(batch, frames, vocab)`` float32 (log-softmax over the vocabulary,
+  blank at id 0) and ``out_lengths`` ``(batch,)`` int64 (valid frames per row). Batch and
+  length axes are dynamic. Three more inputs have a one-frame default, so other callers can
+  ignore them and their outputs: ``features`` ``(batch, n_mfcc, frames)`` and
+  ``feature_lengths`` feed the encoder alone (outputs ``features_log_probs``,
+  ``features_out_lengths``), and ``mfcc_waveform`` the front end alone (output ``mfcc``,
+  unnormalised). stt's long-audio windows use them: each window's MFCC normalised with
+  statistics of the whole recording, then the encoder.
+* ``model.int8.onnx`` (``quantize="int8"``): the same graph with onnxruntime's dynamic int8
+  quantisation of every matrix product of the encoder (weights int8, activations quantised per
+  call); the front end stays fp32 (a quantised DFT would lose the quiet bands).
+* ``model.ts``: TorchScript (``torch.jit.trace``) of the same module: methods ``forward``,
+  ``forward_features`` and ``mfcc``, with the same shapes.
+* ``model.json``: what every file needs to be used: the format marker ``stt-onnx`` and its
+  version, the vocabulary, feature settings, model configuration, seconds per output frame, and
+  the inputs and outputs. The same keys are in each ONNX file's ``metadata_props`` (values as
+  JSON text) and in the TorchScript file's ``stt.json`` extra file.
+* ``decoder.yaml``: the checkpoint's tuned decoder settings, if it has any (LM paths made
+  absolute), so ``stt transcribe --model OUT/model.onnx`` decodes as with the checkpoint.
+
+:mod:`stt.exported` loads these files back as a model :class:`stt.transcribe.Transcriber` runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stt.atomic import atomic_path
+from stt.audio import SAMPLE_RATE
+from stt.checkpoint import read_model
+from stt.errors import ConfigError, ToolMissingError
+from stt.exported import FORMAT, VERSION
+from stt.fusion import can_fuse, fuse
+from stt.model import WaveNetCTC
+from stt.portable import OnnxEntry, PortableWaveNetCTC
+from stt.text import Vocabulary
+from stt.version import __version__
+
+MIN_OPSET = 17
+DEFAULT_OPSET = 17
+FORMATS = ("onnx", "torchscript", "all")
+QUANTIZATIONS = ("int8",)
+
+ONNX_FILE, INT8_FILE, TORCHSCRIPT_FILE, METADATA_FILE = (
+    "model.onnx",
+    "model.int8.onnx",
+    "model.ts",
+    "model.json",
+)
+TORCHSCRIPT_EXTRA = "stt.json"  # the metadata inside a TorchScript file
+
+INPUTS = {
+    "waveform": "(batch, samples) float32, 16 kHz mono",
+    "lengths": "(batch,) int64, valid samples per row",
+    "features": "(batch, n_mfcc, frames) float32 normalised MFCC (optional; default 1 frame)",
+    "feature_lengths": "(batch,) int64, valid frames per row (optional)",
+    "mfcc_waveform": "(batch, samples) float32 (optional; default n_fft zeros)",
+}
+OUTPUTS = {
+    "log_probs": "(batch, frames, vocab) float32 log-softmax, blank at id 0",
+    "out_lengths": "(batch,) int64, valid output frames per row",
+    "features_log_probs": "(batch, frames, vocab) float32, from the features input",
+    "features_out_lengths": "(batch,) int64",
+    "mfcc": "(batch, n_mfcc, frames) float32 unnormalised MFCC of mfcc_waveform",
+}
+
+
+@dataclass
+class ExportResult:
+    """Paths written by :func:`export_model` (None: not asked for)."""
+
+    metadata: Path
+    onnx: Path | None = None
+    onnx_int8: Path | None = None
+    torchscript: Path | None = None
+    extra: list[Path] = field(default_factory=list)
+
+    def files(self) -> list[Path]:
+        found = [self.onnx, self.onnx_int8, self.torchscript, self.metadata, *self.extra]
+        return [p for p in found if p is not None]
+
+
+def metadata(model: WaveNetCTC, vocab: Vocabulary, **extra) -> dict:
+    """What a consumer of an exported model needs besides the graph (JSON-ready)."""
+    config = asdict(model.config)
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "stt_version": __version__,
+        "vocabulary": vocab.tokens,
+        "blank_id": vocab.blank_id,
+        "sample_rate": SAMPLE_RATE,
+        "frame_seconds": model.frame_ms / 1000,
+        "features": config["features"],
+        "model_config": config,
+        "causal": bool(model.config.causal),
+        "inputs": INPUTS,
+        "outputs": OUTPUTS,
+        **extra,
+    }
+
+
+def portable_model(model: WaveNetCTC) -> PortableWaveNetCTC:
+    """The traceable copy (:mod:`stt.portable`) of an eval-mode float32 model."""
+    model = model.float().eval()
+    if not can_fuse(model):
+        raise ConfigError("only a float32 stt WaveNetCTC can be exported")
+    try:
+        return PortableWaveNetCTC(fuse(model)).eval()
+    except ValueError as exc:
+        raise ConfigError(f"cannot export this model: {exc}") from None
+
+
+def _example_inputs(model: PortableWaveNetCTC) -> tuple[torch.Tensor, ...]:
+    """Two utterances of different lengths (any will do: the graph follows the input)."""
+    g = torch.Generator().manual_seed(0)
+    waveform = torch.randn(2, SAMPLE_RATE, generator=g) * 0.1
+    lengths = torch.tensor([SAMPLE_RATE, SAMPLE_RATE * 3 // 4])
+    n_mfcc = model.config.features.n_mfcc
+    features = torch.randn(2, n_mfcc, 37, generator=g)
+    mfcc_waveform = torch.randn(1, SAMPLE_RATE // 2, generator=g) * 0.1
+    return waveform, lengths, features, torch.tensor([37, 20]), mfcc_waveform
+
+
+def _require(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ToolMissingError(
+            f"{module} is not installed: pip install onnx onnxruntime (the [onnx] extra)"
+        ) from None
+
+
+def check_opset(opset: int) -> int:
+    if int(opset) < MIN_OPSET:
+        raise ConfigError(f"--opset {opset}: ONNX opset {MIN_OPSET} or newer is needed")
+    return int(opset)
+
+
+def _set_metadata(onnx_model, meta: dict) -> None:
+    del onnx_model.metadata_props[:]
+    for key, value in meta.items():
+        prop = onnx_model.metadata_props.add()
+        prop.key, prop.value = key, json.dumps(value)
+    onnx_model.producer_name = "stt"
+    onnx_model.producer_version = __version__
+
+
+def _save_onnx(onnx_model, path: Path) -> None:
+    onnx = _require("onnx")
+    with atomic_path(path) as tmp:
+        onnx.save(onnx_model, str(tmp))
+
+
+@torch.no_grad()
+def export_onnx(
+    model: PortableWaveNetCTC, path: str | Path, meta: dict, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Write ``model`` as ONNX to ``path`` (see the module docstring for the graph)."""
+    onnx = _require("onnx")
+    from onnx import numpy_helper
+
+    opset = check_opset(opset)
+    path = Path(path)
+    entry = OnnxEntry(model).eval()
+    inputs = _example_inputs(model)
+    dynamic = {
+        "waveform": {0: "batch", 1: "samples"},
+        "lengths": {0: "batch"},
+        "features": {0: "features_batch", 2: "feature_frames"},
+        "feature_lengths": {0: "features_batch"},
+        "log_probs": {0: "batch", 1: "frames"},
+        "out_lengths": {0: "batch"},
+        "features_log_probs": {0: "features_batch", 1: "features_frames"},
+        "features_out_lengths": {0: "features_batch"},
+        "mfcc_waveform": {0: "mfcc_batch", 1: "mfcc_samples"},
+        "mfcc": {0: "mfcc_batch", 2: "mfcc_frames"},
+    }
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # The TorchScript-based exporter announces its own deprecation and notes every traced
+        # size; the graph is checked against PyTorch by tests/test_export.py instead.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            entry, inputs, str(tmp), input_names=list(INPUTS), output_names=list(OUTPUTS),
+            dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True,
+        )  # fmt: skip
+        onnx_model = onnx.load(str(tmp))
+    # A graph input with an initializer of the same name is optional, that value its default.
+    f = model.config.features
+    onnx_model.graph.initializer.extend([
+        numpy_helper.from_array(np.zeros((1, f.n_mfcc, 1), np.float32), "features"),
+        numpy_helper.from_array(np.ones(1, np.int64), "feature_lengths"),
+        numpy_helper.from_array(np.zeros((1, f.n_fft), np.float32), "mfcc_waveform"),
+    ])  # fmt: skip
+    _set_metadata(onnx_model, {**meta, "opset": opset, "quantization": None})
+    _save_onnx(onnx_model, path)
+    return path
+
+
+def quantize_int8(fp32_path: str | Path, path: str | Path, meta: dict) -> Path:
+    """Dynamic int8 quantisation of an exported fp32 ONNX file: the encoder's ``MatMul``
+    weights become int8 (per output channel), activations are quantised on the fly; the MFCC
+    front end stays fp32."""
+    onnx = _require("onnx")
+    quantization = _require("onnxruntime.quantization")
+    path = Path(path)
+    source = onnx.load(str(fp32_path))
+    # The front end's products (mel filter bank, DCT) by their weights: node names carry a
+    # module scope only on the waveform path.
+    front_end = [
+        n.name for n in source.graph.node if any(".front_end." in x for x in n.input)
+    ]  # fmt: skip
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)  # the quantiser narrates each tensor on the root logger
+    try:
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantization.quantize_dynamic(
+                str(fp32_path), str(tmp), op_types_to_quantize=["MatMul"], per_channel=True,
+                weight_type=quantization.QuantType.QInt8, nodes_to_exclude=front_end,
+            )  # fmt: skip
+            onnx_model = onnx.load(str(tmp))
+    finally:
+        logging.disable(previous)
+    opset = next((o.version for o in source.opset_import if o.domain in ("", "ai.onnx")), None)
+    _set_metadata(onnx_model, {**meta, "opset": opset, "quantization": "int8"})
+    _save_onnx(onnx_model, path)
+    return path
+
+
+@torch.no_grad()
+def export_torchscript(model: PortableWaveNetCTC, path: str | Path, meta: dict) -> Path:
+    """Write ``model`` traced as TorchScript (methods ``forward``, ``forward_features`` and
+    ``mfcc``),
+    with ``meta`` as the extra file ``stt.json``."""
+    path = Path(path)
+    waveform, lengths, features, feature_lengths, mfcc_waveform = _example_inputs(model)
+    methods = {
+        "forward": (waveform, lengths),
+        "forward_features": (features, feature_lengths),
+        "mfcc": (mfcc_waveform,),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace_module(model, methods, check_trace=False)
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.11 deprecates TorchScript
+        extra = {TORCHSCRIPT_EXTRA: json.dumps({**meta, "format": "stt-torchscript"})}
+        torch.jit.save(traced, str(tmp), _extra_files=extra)
+    return path
+
+
+def _write_json(path: Path, data: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+
+
+def _copy_decoder_settings(checkpoint: Path, out_dir: Path) -> Path | None:
+    from omegaconf import OmegaConf
+
+    from stt.decoding import load_tuned_decoder
+
+    settings = load_tuned_decoder(checkpoint)
+    if not settings:
+        return None
+    for key in ("lm", "unigrams"):
+        if settings.get(key):
+            settings[key] = str(Path(settings[key]).resolve())
+    target = out_dir / "decoder.yaml"
+    with atomic_path(target) as tmp:
+        tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(settings)))
+    return target
+
+
+def export_model(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    format: str = "all",
+    quantize: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    streaming: bool = False,
+) -> ExportResult:
+    """Export ``checkpoint`` into the folder ``out_dir`` (see the module docstring).
+
+    ``format``: ``onnx``, ``torchscript`` or ``all``; ``quantize``: None or ``int8`` (ONNX).
+
+    Raises:
+        CheckpointError: the checkpoint is missing or unreadable.
+        ConfigError: a bad option, or a model this cannot export.
+        ToolMissingError: onnx (or onnxruntime, for int8) missing for an ONNX export.
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ConfigError(f"--quantize {quantize}: only int8 is supported")
+    if quantize and format == "torchscript":
+        raise ConfigError("--quantize int8 applies to ONNX: use --format onnx or all")
+    onnx_wanted = format in ("onnx", "all")
+    if onnx_wanted:
+        check_opset(opset)
+        _require("onnx")
+        if quantize:
+            _require("onnxruntime")
+    checkpoint = Path(checkpoint)
+    model, vocab = read_model(checkpoint)
+    if streaming:
+        if not model.config.causal:
+            raise ConfigError(
+                f"{checkpoint}: --streaming needs a causal model (stt train model=causal)"
+            )
+        raise ConfigError("--streaming export (cached-state steps) is not supported yet")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"OUT {out_dir}: is a file, not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    portable = portable_model(model)
+    meta = metadata(model, vocab, checkpoint=checkpoint.name)
+    result = ExportResult(metadata=out_dir / METADATA_FILE)
+    files = {}
+    if onnx_wanted:
+        result.onnx = export_onnx(portable, out_dir / ONNX_FILE, meta, opset)
+        files[ONNX_FILE] = {"format": "onnx", "opset": opset, "quantization": None}
+        if quantize:
+            result.onnx_int8 = quantize_int8(result.onnx, out_dir / INT8_FILE, meta)
+            files[INT8_FILE] = {"format": "onnx", "opset": opset, "quantization": "int8"}
+    if format in ("torchscript", "all"):
+        result.torchscript = export_torchscript(portable, out_dir / TORCHSCRIPT_FILE, meta)
+        files[TORCHSCRIPT_FILE] = {
+            "format": "torchscript",
+            "methods": ["forward", "forward_features", "mfcc"],
+        }
+    _write_json(result.metadata, {**meta, "files": files})
+    decoder = _copy_decoder_settings(checkpoint, out_dir)
+    if decoder is not None:
+        result.extra.append(decoder)
+    return result

@@ -1,0 +1,308 @@
+"""Run an exported model (``stt export``: ONNX through onnxruntime, or TorchScript) where stt
+runs its PyTorch model.
+
+:func:`load_exported` reads ``model.onnx`` / ``model.int8.onnx`` / ``model.ts`` and its
+metadata into an :class:`ExportedModel`, which has the calling convention of
+:class:`stt.model.WaveNetCTC` that :func:`stt.inference.infer_log_probs` and
+:func:`stt.inference.stream_log_probs` use: ``model(waveform, lengths)`` and
+``model.forward_features(features, frame_lengths)`` return ``(log_probs, out_lengths)``
+tensors, and ``config``, ``vocab_size``, ``frame_ms``, ``features``, ``blocks``,
+``input_proj`` describe the network. So a :class:`stt.transcribe.Transcriber` decodes,
+timestamps, reads long audio in windows and writes its formats with the same code for every
+backend. Long-audio windows compute their MFCC statistics over the whole file with PyTorch (as
+for a checkpoint) and feed the exported graph's ``features`` input.
+
+A TorchScript file runs the code it holds (torch operators only, but not sandboxed): load one
+only from a source you trust, as with a pickle. An ONNX file holds no code.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from stt.errors import CheckpointError, ConfigError, ToolMissingError
+from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
+from stt.text import Vocabulary
+
+FORMAT = "stt-onnx"  # the metadata marker of an exported model (TorchScript: "stt-torchscript")
+VERSION = 1  # of the export format: a newer file is refused, not misread
+
+BACKENDS = ("auto", "torch", "onnx", "torchscript")
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript")
+
+
+def backend_for(path: str | Path, backend: str = "auto") -> str:
+    """The backend that runs ``path``: ``backend`` as given, or (``auto``) ``onnx`` for
+    ``.onnx``, ``torchscript`` for ``.ts``, else ``torch`` (a checkpoint)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    suffix = Path(path).suffix.lower()
+    found = (
+        "onnx"
+        if suffix in ONNX_SUFFIXES
+        else "torchscript"
+        if suffix in TORCHSCRIPT_SUFFIXES
+        else "torch"
+    )
+    if backend == "auto":
+        return found
+    if backend != found:
+        hint = {
+            "onnx": "an .onnx file",
+            "torchscript": "a .ts file",
+            "torch": "a checkpoint (.pt)",
+        }[backend]
+        raise ConfigError(
+            f"{path}: --backend {backend} runs {hint}; export a checkpoint with "
+            "`stt export CHECKPOINT OUT` and pass --model OUT/model.onnx (or OUT/model.ts)"
+        )
+    return backend
+
+
+class _OnnxRunner:
+    """An onnxruntime session over an exported graph's two entry points."""
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ToolMissingError(
+                "onnxruntime is not installed: pip install onnxruntime (the [onnx] extra)"
+            ) from None
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or torch.get_num_threads())
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # the optional inputs' defaults are meant to be inputs
+        try:
+            self.session = ort.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own types for a damaged file
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise CheckpointError(f"{path}: not a readable ONNX model ({reason})") from None
+        self.metadata = self.session.get_modelmeta().custom_metadata_map
+        self.n_fft = 0  # set by ExportedModel: the dummy waveform of a features call
+
+    def forward(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(
+            self.session.run(
+                ["log_probs", "out_lengths"], {"waveform": waveform, "lengths": lengths}
+            )
+        )
+
+    def forward_features(self, feats: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        feeds = {**self._no_waveform(), "features": feats, "feature_lengths": lengths}
+        return tuple(self.session.run(["features_log_probs", "features_out_lengths"], feeds))
+
+    def mfcc(self, waveform: np.ndarray) -> np.ndarray:
+        feeds = {**self._no_waveform(), "mfcc_waveform": waveform}
+        return self.session.run(["mfcc"], feeds)[0]
+
+    def _no_waveform(self) -> dict[str, np.ndarray]:
+        # One frame of silence for the required inputs: computed, not used.
+        return {
+            "waveform": np.zeros((1, self.n_fft), np.float32),
+            "lengths": np.array([self.n_fft], np.int64),
+        }
+
+
+class _TorchScriptRunner:
+    """A traced TorchScript module (``forward`` and ``forward_features``)."""
+
+    EXTRA = "stt.json"
+
+    def __init__(self, path: Path) -> None:
+        extra = {self.EXTRA: ""}
+        try:
+            with warnings.catch_warnings():  # torch 2.11 deprecates TorchScript (still works)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self.module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as exc:  # torch raises many types for a damaged or foreign file
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise CheckpointError(f"{path}: not a readable TorchScript model ({reason})") from None
+        self.module.eval()
+        raw = extra[self.EXTRA]
+        try:
+            meta = json.loads(raw) if raw else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            meta = {}
+        # The same keys as an ONNX file's metadata_props (JSON text values).
+        self.metadata = {key: json.dumps(value) for key, value in meta.items()}
+        self.device = torch.device("cpu")
+
+    def forward(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._run(self.module.forward, waveform, lengths)
+
+    def forward_features(self, feats: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self._run(self.module.forward_features, feats, lengths)
+
+    def mfcc(self, waveform: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return self.module.mfcc(torch.from_numpy(waveform)).numpy()
+
+    def _run(self, method, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        with torch.inference_mode():
+            out, out_lengths = method(
+                torch.from_numpy(x).to(self.device), torch.from_numpy(lengths).to(self.device)
+            )
+        return out.cpu().numpy(), out_lengths.cpu().numpy()
+
+
+def _read_metadata(path: Path, raw: dict[str, str]) -> dict:
+    try:
+        meta = {key: json.loads(value) for key, value in raw.items()}
+    except (json.JSONDecodeError, TypeError):
+        meta = {}
+    if meta.get("format") not in ("stt-onnx", "stt-torchscript"):
+        raise CheckpointError(
+            f"{path}: not an stt model (no stt metadata); make one with `stt export CHECKPOINT OUT`"
+        )
+    version = meta.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(
+            f"{path}: export format version {version} is not one this stt reads ({VERSION}); "
+            "upgrade stt or export again"
+        )
+    missing = [k for k in ("vocabulary", "model_config") if k not in meta]
+    if missing:
+        raise CheckpointError(f"{path}: stt metadata lacks {', '.join(missing)}")
+    return meta
+
+
+class _ExportedFeatures:
+    """``model.features`` of an exported model: ``config``, ``frame_lengths`` and ``mfcc``
+    (unnormalised MFCC ``(batch, n_mfcc, frames)`` of full rows, computed by the exported
+    graph, whose filter banks are the checkpoint's: a fresh torchaudio MFCC's differ from a
+    checkpoint saved in half precision)."""
+
+    def __init__(self, config: ModelConfig, features, runner) -> None:
+        self.config = config.features
+        self.frame_lengths = features.frame_lengths
+        self._runner = runner
+
+    def mfcc(self, waveform: Tensor) -> Tensor:
+        """``(batch, samples)`` float32 -> ``(batch, n_mfcc, frames)``."""
+        x = np.ascontiguousarray(waveform.detach().cpu().float().numpy())
+        return torch.from_numpy(np.asarray(self._runner.mfcc(x)))
+
+
+class ExportedModel:
+    """An exported model behind :class:`~stt.model.WaveNetCTC`'s inference interface (see the
+    module docstring). Inference only, in float32 on the CPU.
+
+    ``model(waveform (batch, samples), lengths (batch,))`` and ``model.forward_features(
+    features (batch, n_mfcc, frames), frame_lengths (batch,))`` -> ``(log_probs (batch,
+    out_frames, vocab) float32, out_lengths (batch,) long)`` tensors; frames past
+    ``out_lengths`` are arbitrary.
+    """
+
+    def __init__(self, path: Path, backend: str, runner, meta: dict) -> None:
+        self.path, self.backend, self.runner, self.metadata = path, backend, runner, meta
+        try:
+            self.config: ModelConfig = model_config_from_dict(meta["model_config"])
+            self.vocab = Vocabulary(meta["vocabulary"])
+        except Exception as exc:
+            reason = " ".join(str(exc).split())[:200]
+            raise CheckpointError(
+                f"{path}: stt metadata does not describe a model ({reason})"
+            ) from None
+        self.vocab_size = len(self.vocab)
+        self.quantization = meta.get("quantization")
+        # The network's geometry (paddings, receptive field; its random weights are never
+        # used), for the long-audio window plan.
+        skeleton = WaveNetCTC(self.config, self.vocab_size).eval()
+        self.blocks, self.input_proj = skeleton.blocks, skeleton.input_proj
+        self._skeleton = skeleton
+        self.features = _ExportedFeatures(self.config, skeleton.features, runner)
+        runner.n_fft = self.config.features.n_fft
+
+    @property
+    def frame_ms(self) -> float:
+        return self.config.stride * self.config.features.hop_ms
+
+    @property
+    def receptive_field_frames(self) -> int:
+        return self._skeleton.receptive_field_frames
+
+    @property
+    def receptive_field_seconds(self) -> float:
+        return self._skeleton.receptive_field_seconds
+
+    @property
+    def training(self) -> bool:
+        return False
+
+    def to(self, device: torch.device | str | None = None, *args, **kwargs) -> ExportedModel:
+        """Only the CPU: the onnxruntime package stt installs has no GPU provider, and an
+        export is meant for machines without a GPU anyway."""
+        if device is not None and torch.device(device).type != "cpu":
+            raise ConfigError(
+                f"--device {device}: the {self.backend} backend runs on the CPU; use --device cpu"
+            )
+        return self
+
+    def eval(self) -> ExportedModel:
+        return self
+
+    def __call__(self, waveform: Tensor, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        if waveform.dim() == 1:
+            waveform = waveform.unsqueeze(0)
+        if lengths is None:
+            lengths = torch.full((waveform.shape[0],), waveform.shape[1], dtype=torch.long)
+        return self._run(self.runner.forward, waveform, lengths)
+
+    def forward_features(self, features: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        return self._run(self.runner.forward_features, features, frame_lengths)
+
+    @staticmethod
+    def _run(method, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        x_np = np.ascontiguousarray(x.detach().cpu().float().numpy())
+        lengths_np = np.ascontiguousarray(lengths.detach().cpu().numpy().astype(np.int64))
+        out, out_lengths = method(x_np, lengths_np)
+        return torch.from_numpy(np.asarray(out)), torch.from_numpy(np.asarray(out_lengths))
+
+    def output_lengths(self, sample_lengths: Tensor) -> Tensor:
+        frames = self.features.frame_lengths(torch.as_tensor(sample_lengths))
+        s = self.config.stride
+        return torch.div(frames + s - 1, s, rounding_mode="floor")
+
+    def describe(self) -> str:
+        c = self.config
+        q = f", {self.quantization}" if self.quantization else ""
+        return (
+            f"{self.backend} model {self.path.name}{q}: {len(self.blocks)} blocks x "
+            f"{c.channels} channels, output every {self.frame_ms:g} ms, "
+            f"{'causal' if c.causal else 'non-causal'}, vocab {self.vocab_size}"
+        )
+
+
+def load_exported(
+    path: str | Path, backend: str = "auto", threads: int | None = None
+) -> ExportedModel:
+    """An :class:`ExportedModel` for an ``stt export`` file (``.onnx`` or ``.ts``).
+
+    ``threads``: onnxruntime's intra-op threads (None: torch's thread count).
+
+    Raises:
+        CheckpointError: the file is missing, unreadable, or has no stt metadata.
+        ConfigError: ``backend`` does not fit the file.
+        ToolMissingError: onnxruntime is not installed (ONNX).
+    """
+    path = Path(path)
+    backend = backend_for(path, backend)
+    if backend == "torch":
+        raise ConfigError(f"{path}: not an exported model (.onnx or .ts)")
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a model file")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model not found")
+    runner = _OnnxRunner(path, threads) if backend == "onnx" else _TorchScriptRunner(path)
+    meta = _read_metadata(path, runner.metadata)
+    return ExportedModel(path, backend, runner, meta)

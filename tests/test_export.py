@@ -1,0 +1,390 @@
+"""stt.export and stt.exported: ONNX (fp32, int8) and TorchScript exports compute what the
+PyTorch model computes, and stt runs them with the same transcription code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from stt.audio import SAMPLE_RATE
+from stt.checkpoint import model_state, save_checkpoint
+from stt.cli import main
+from stt.errors import CheckpointError, ConfigError
+from stt.export import FORMAT, VERSION, export_model
+from stt.exported import load_exported
+from stt.features import MFCC, FeatureConfig
+from stt.fusion import fuse
+from stt.model import MaskedBatchNorm1d, ModelConfig, WaveNetCTC
+from stt.portable import PortableMFCC, PortableWaveNetCTC
+from stt.text import Vocabulary
+from stt.transcribe import load_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ATOL = 1e-4  # fp32 exports against PyTorch's fused model, on valid frames
+VOCAB = Vocabulary.default()
+SECONDS = {"0.3s": 0.3, "3s": 3.0, "17s": 17.0}
+NO_ONNX = "onnx and onnxruntime are not installed: pip install -e '.[onnx]'"
+
+
+def speechlike(seconds: float, seed: int = 0) -> np.ndarray:
+    """Tones hopping every 0.2 s over a little noise: every MFCC band moves."""
+    rng = np.random.default_rng(seed)
+    n = max(1, int(seconds * SAMPLE_RATE))
+    t = np.arange(n) / SAMPLE_RATE
+    hops = int(0.2 * SAMPLE_RATE)
+    freq = np.repeat(rng.uniform(120, 4000, size=n // hops + 1), hops)[:n]
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(n)).astype(np.float32)
+
+
+def padded(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = torch.tensor([len(w) for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for row, w in enumerate(waves):
+        batch[row, : len(w)] = torch.from_numpy(w)
+    return batch, lengths
+
+
+def tiny_model(seed: int = 0, **overrides) -> WaveNetCTC:
+    """A small eval-mode model with non-trivial norm statistics (so folding is exercised)."""
+    torch.manual_seed(seed)
+    config = dict(
+        channels=16, kernel_size=3, dilations=[1, 2, 4], stacks=1, stride=2, head_channels=16,
+        dropout=0.0,
+    )  # fmt: skip
+    model = WaveNetCTC(ModelConfig(**{**config, **overrides}), len(VOCAB))
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, MaskedBatchNorm1d):
+                module.running_mean.normal_(0.0, 0.5)
+                module.running_var.uniform_(0.3, 3.0)
+            if isinstance(module, MaskedBatchNorm1d | torch.nn.LayerNorm):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.3)
+    return model.eval()
+
+
+def assert_same_valid_frames(expected, expected_lengths, got, got_lengths) -> None:
+    got, got_lengths = torch.as_tensor(got), torch.as_tensor(got_lengths)
+    assert tuple(got.shape) == tuple(expected.shape)
+    assert got_lengths.tolist() == expected_lengths.tolist()
+    for row, n in enumerate(expected_lengths.tolist()):
+        torch.testing.assert_close(got[row, :n], expected[row, :n], atol=ATOL, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("ckpt")
+    return save_checkpoint(folder / "model.pt", model_state(tiny_model(), VOCAB))
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint exported in every format (and int8)."""
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    out = tmp_path_factory.mktemp("exported")
+    torch.set_num_threads(1)
+    export_model(checkpoint, out, format="all", quantize="int8")
+    return out
+
+
+@pytest.fixture(scope="module")
+def fused(checkpoint):
+    return fuse(load_model(checkpoint).model)
+
+
+def batches() -> dict[str, list[np.ndarray]]:
+    """Batch size 1 at each length, and all three lengths padded into one batch of 3."""
+    cases = {name: [speechlike(s, seed=i)] for i, (name, s) in enumerate(SECONDS.items())}
+    cases["batch3-padded"] = [speechlike(s, seed=i) for i, s in enumerate(SECONDS.values())]
+    return cases
+
+
+BATCHES = batches()
+
+
+# ---------------------------------------------------------------------------------------------
+# The traceable model
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", [True, "running", False])
+def test_portable_front_end_reproduces_stt_features_within_1e_4(normalize):
+    features = MFCC(FeatureConfig(normalize=normalize)).eval()
+    waves, lengths = padded([speechlike(2.0), speechlike(0.7, 1), speechlike(0.01, 2)])
+    expected, expected_lengths = features(waves, lengths)  # (batch, n_mfcc, frames)
+    got, got_lengths = PortableMFCC(features)(waves, lengths)  # (batch, frames, n_mfcc)
+    assert_same_valid_frames(expected.transpose(1, 2), expected_lengths, got, got_lengths)
+
+
+ARCHITECTURES = {
+    "batchnorm-stride2": {},
+    "layernorm-causal-running": dict(
+        norm="layer", causal=True, features=FeatureConfig(normalize="running")
+    ),
+    "no-norm-stride1": dict(norm="none", stride=1),
+    "stride3": dict(stride=3, kernel_size=5),
+}
+
+
+@pytest.mark.parametrize("overrides", ARCHITECTURES.values(), ids=ARCHITECTURES.keys())
+def test_portable_model_gives_the_fused_log_probs_for_a_padded_batch(overrides):
+    fused_model = fuse(tiny_model(**overrides))
+    waves, lengths = padded([speechlike(1.3), speechlike(0.3, 1), speechlike(0.02, 2)])
+    with torch.inference_mode():
+        expected = fused_model(waves, lengths)
+        got = PortableWaveNetCTC(fused_model)(waves, lengths)
+    assert_same_valid_frames(*expected, *got)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity of the exported files
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.ts"])
+@pytest.mark.parametrize("case", BATCHES.keys())
+def test_export_gives_pytorchs_fused_log_probs_within_1e_4(exported, fused, file, case):
+    waves, lengths = padded(BATCHES[case])
+    with torch.inference_mode():
+        expected = fused(waves, lengths)
+    assert_same_valid_frames(*expected, *load_exported(exported / file)(waves, lengths))
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.ts"])
+def test_export_runs_the_encoder_alone_on_given_features(exported, fused, file):
+    features, frame_lengths = fused.features(*padded(BATCHES["batch3-padded"]))
+    with torch.inference_mode():
+        expected = fused.forward_features(features, frame_lengths)
+    got = load_exported(exported / file).forward_features(features, frame_lengths)
+    assert_same_valid_frames(*expected, *got)
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.ts", "model.int8.onnx"])
+def test_greedy_transcripts_and_timestamps_of_an_export_are_pytorchs(exported, checkpoint, file):
+    waves = [speechlike(s, seed=i) for i, s in enumerate((0.3, 3.0, 17.0))]
+    reference = load_model(checkpoint, decoder={"kind": "greedy"})
+    model = load_model(exported / file, decoder={"kind": "greedy"})
+    for wave in waves:
+        expected, got = reference.transcribe(wave), model.transcribe(wave)
+        if file == "model.int8.onnx":  # int8 changes labels; its accuracy is benchmarked
+            assert isinstance(got.text, str)
+            continue
+        assert got.text == expected.text
+        assert [(w.start, w.end) for w in got.words] == [(w.start, w.end) for w in expected.words]
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.ts"])
+def test_long_audio_windows_of_an_export_equal_pytorchs(exported, checkpoint, file):
+    wave = speechlike(9.0, seed=3)
+    reference = load_model(checkpoint, window_seconds=2.0)
+    model = load_model(exported / file, window_seconds=2.0)
+    chunks = list(model.iter_log_probs(wave))
+    assert len(chunks) > 1  # really window by window
+    expected = np.concatenate(list(reference.iter_log_probs(wave)))
+    np.testing.assert_allclose(np.concatenate(chunks), expected, atol=ATOL, rtol=0)
+
+
+def test_int8_export_runs_with_the_same_shapes(exported, fused):
+    waves, lengths = padded(BATCHES["batch3-padded"])
+    with torch.inference_mode():
+        expected, expected_lengths = fused(waves, lengths)
+    got, got_lengths = load_exported(exported / "model.int8.onnx")(waves, lengths)
+    assert got.shape == expected.shape
+    assert got_lengths.tolist() == expected_lengths.tolist()
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.exp().sum(-1), torch.ones(got.shape[:2]), atol=1e-3, rtol=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Metadata and the graph's interface
+# ---------------------------------------------------------------------------------------------
+
+
+def test_metadata_names_the_format_vocabulary_features_and_frame_rate(exported):
+    import onnx
+
+    sidecar = json.loads((exported / "model.json").read_text())
+    props = {p.key: json.loads(p.value) for p in onnx.load(exported / "model.onnx").metadata_props}
+    for meta in (sidecar, props):
+        assert meta["format"] == FORMAT and meta["version"] == VERSION
+        assert meta["vocabulary"] == VOCAB.tokens
+        assert meta["features"] == FeatureConfig().to_dict()
+        assert meta["frame_seconds"] == pytest.approx(0.02)
+    assert set(sidecar["files"]) == {"model.onnx", "model.int8.onnx", "model.ts"}
+    assert load_exported(exported / "model.ts").metadata["vocabulary"] == VOCAB.tokens
+
+
+def test_onnx_graph_has_dynamic_batch_and_length_and_two_required_inputs(exported):
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(exported / "model.onnx"))
+    inputs = {i.name: i.shape for i in session.get_inputs()}
+    assert inputs == {"waveform": ["batch", "samples"], "lengths": ["batch"]}
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    assert outputs["log_probs"] == ["batch", "frames", len(VOCAB)]
+    waveform = speechlike(1.0)[None]
+    log_probs, out_lengths = session.run(
+        ["log_probs", "out_lengths"], {"waveform": waveform, "lengths": np.array([16000])}
+    )
+    frames = -(-(1 + (16000 - 512) // 160) // 2)  # MFCC frames (n_fft 512, hop 160), stride 2
+    assert log_probs.shape == (1, frames, len(VOCAB)) and out_lengths.tolist() == [frames]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading errors
+# ---------------------------------------------------------------------------------------------
+
+
+def foreign_onnx(path: Path) -> Path:
+    """A valid ONNX file that stt did not make (no stt metadata)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "foreign",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_an_onnx_file_without_stt_metadata_is_refused_in_one_line(tmp_path):
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    with pytest.raises(CheckpointError, match="not an stt model") as info:
+        load_model(foreign_onnx(tmp_path / "foreign.onnx"))
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["garbage.onnx", "garbage.ts"])
+def test_a_damaged_export_is_refused_in_one_line(tmp_path, name):
+    if name.endswith(".onnx"):
+        pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    path = tmp_path / name
+    path.write_bytes(b"\x00not a model\xff" * 50)
+    with pytest.raises(CheckpointError, match="not a readable") as info:
+        load_exported(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_missing_export_is_refused(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_exported(tmp_path / "none.onnx")
+
+
+def test_backend_onnx_with_a_checkpoint_says_to_export_it(checkpoint):
+    with pytest.raises(ConfigError, match="stt export"):
+        load_model(checkpoint, backend="onnx")
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_transcribe_refuses_a_foreign_onnx_in_one_line(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    audio = tmp_path / "a.wav"
+    sf.write(audio, speechlike(0.5), SAMPLE_RATE)
+    model = foreign_onnx(tmp_path / "foreign.onnx")
+    code, _, err = run(capsys, "transcribe", str(audio), "--backend", "onnx", "--model", str(model))
+    assert code == 1
+    assert err.strip().count("\n") == 0 and err.startswith("stt: error: ")
+    assert "not an stt model" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_transcribe_with_the_onnx_backend_writes_what_pytorch_writes(
+    exported, checkpoint, tmp_path, capsys
+):
+    audio = tmp_path / "speech.wav"
+    sf.write(audio, speechlike(2.5, seed=5), SAMPLE_RATE)
+    outputs = {}
+    for name, args in {
+        "torch": ["--model", str(checkpoint)],
+        "onnx": ["--backend", "onnx", "--model", str(exported / "model.onnx")],
+    }.items():
+        out_dir = tmp_path / name
+        code, _, err = run(capsys, "transcribe", str(audio), *args, "--format", "all",
+                           "--output-dir", str(out_dir), "--no-progress")  # fmt: skip
+        assert code == 0, err
+        outputs[name] = {p.name: p.read_text() for p in sorted(out_dir.iterdir())}
+    assert set(outputs["onnx"]) == {f"speech.{f}" for f in ("txt", "json", "srt", "vtt", "tsv")}
+    assert outputs["onnx"] == outputs["torch"]
+
+
+def test_cli_export_writes_onnx_int8_and_metadata(checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "export", str(checkpoint), str(out), "--format", "onnx",
+                            "--quantize", "int8", "--opset", "18")  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["model.int8.onnx", "model.json", "model.onnx"]
+    assert "model.onnx" in stdout
+    assert load_exported(out / "model.onnx").metadata["opset"] == 18
+
+
+def test_cli_export_torchscript_only(checkpoint, tmp_path, capsys):
+    out = tmp_path / "ts"
+    code, _, err = run(capsys, "export", str(checkpoint), str(out), "--format", "torchscript")
+    assert code == 0, err
+    assert sorted(p.name for p in out.iterdir()) == ["model.json", "model.ts"]
+
+
+def causal_checkpoint(tmp_path: Path) -> Path:
+    model = tiny_model(causal=True, norm="layer", features=FeatureConfig(normalize="running"))
+    return save_checkpoint(tmp_path / "causal.pt", model_state(model, VOCAB))
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("missing", "checkpoint not found"),
+        ("corrupt", "not a checkpoint"),
+        ("opset", "opset 17 or newer"),
+        ("streaming-non-causal", "needs a causal model"),
+        ("streaming-causal", "not supported yet"),
+        ("int8-torchscript", "applies to ONNX"),
+        ("out-is-a-file", "is a file"),
+    ],
+)
+def test_cli_export_errors_are_one_line_and_exit_1(checkpoint, tmp_path, capsys, case, expected):
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    out = tmp_path / "out"
+    args = [str(checkpoint), str(out)]
+    if case == "missing":
+        args[0] = str(tmp_path / "none.pt")
+    elif case == "corrupt":
+        (tmp_path / "bad.pt").write_bytes(b"\x00garbage" * 100)
+        args[0] = str(tmp_path / "bad.pt")
+    elif case == "opset":
+        args += ["--opset", "13"]
+    elif case == "streaming-non-causal":
+        args += ["--streaming"]
+    elif case == "streaming-causal":
+        args = [str(causal_checkpoint(tmp_path)), str(out), "--streaming"]
+    elif case == "int8-torchscript":
+        args += ["--format", "torchscript", "--quantize", "int8"]
+    elif case == "out-is-a-file":
+        out.write_text("in the way")
+    code, _, err = run(capsys, "export", *args)
+    assert code == 1
+    assert err.startswith("stt: error: ") and err.strip().count("\n") == 0, err
+    assert expected in err
+    assert not out.is_dir()
