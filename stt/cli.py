@@ -32,6 +32,28 @@ def _add_overrides(parser: argparse.ArgumentParser, config_name: str) -> None:
     )
 
 
+def flag_overrides(args: argparse.Namespace, keys: dict[str, str]) -> list[str]:
+    """The config overrides that the options given on the command line stand for.
+
+    ``keys`` maps an option's ``dest`` to the config key it sets (``"hours": "hours"`` gives
+    ``hours=2``), or to an override with ``{}`` where the value goes (``"format": "format='{}'"``,
+    quoted so that a comma does not read as a sweep), or with no value at all for a switch
+    (``"no_progress": "progress=false"``). Options not given (None, or False for a switch) add
+    nothing; a list is written ``[a,b]``. The options become overrides, rather than being applied
+    after composing, so that the job's config file stays the one place defaults live and the
+    overrides typed after them can still change them.
+    """
+    overrides = []
+    for dest, key in keys.items():
+        value = getattr(args, dest)
+        if value is None or value is False:
+            continue
+        if isinstance(value, list):
+            value = f"[{','.join(map(str, value))}]"
+        overrides.append(key.format(value) if "=" in key else f"{key}={value}")
+    return overrides
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stt",
@@ -39,7 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_synth_parser(sub)
+    add_data_parser(sub)
+    add_train_parser(sub)
+    add_finetune_parser(sub)
+    add_eval_parser(sub)
+    add_lm_parser(sub)
+    add_transcribe_parser(sub)
+    add_export_parser(sub)
+    add_demo_parser(sub)
+    return parser
 
+
+def add_synth_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt synth OUT_DIR`."""
     synth = sub.add_parser(
         "synth",
         help="synthesize a multi-voice, multi-accent speech corpus with espeak-ng and flite",
@@ -67,8 +102,40 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(synth, "synth")
     synth.set_defaults(func=cmd_synth)
 
+
+SYNTH_FLAGS = {
+    "hours": "hours",
+    "seed": "seed",
+    "workers": "workers",
+    "holdout_accents": "holdout_accents",
+    "no_progress": "progress=false",
+}
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.data.synth import SynthConfig, describe, synthesize_corpus
+
+    overrides = [f"out_dir={args.out_dir}"] + flag_overrides(args, SYNTH_FLAGS)
+    cfg = to_dataclass(compose("synth", overrides + list(args.overrides)), SynthConfig)
+    prepare_output_dir(Path(cfg.out_dir), "OUT_DIR")
+    summary = synthesize_corpus(cfg)
+    print(describe(summary))
+    return 1 if summary.failed else 0
+
+
+def add_data_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt data ACTION`: the manifest tools below."""
     data = sub.add_parser("data", help="manifest tools: validate, import corpora")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    add_validate_parser(data_sub)
+    add_split_parser(data_sub)
+    add_decode_parser(data_sub)
+    add_import_parser(data_sub)
+
+
+def add_validate_parser(data_sub: argparse._SubParsersAction) -> None:
+    """`stt data validate MANIFEST...`."""
     validate = data_sub.add_parser(
         "validate",
         help="check manifests: lines, audio, durations, characters",
@@ -87,6 +154,30 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     validate.set_defaults(func=cmd_validate)
 
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from stt.data.validate import validate_manifest
+
+    all_ok = True
+    for manifest in args.manifests:
+        try:
+            report = validate_manifest(
+                manifest,
+                check_audio=not args.no_audio,
+                duration_tolerance=args.tolerance,
+                progress=not args.no_progress,
+            )
+        except STTError as exc:
+            print(f"{exc}", file=sys.stderr)
+            all_ok = False
+            continue
+        print(report.format())
+        all_ok &= report.ok
+    return 0 if all_ok else 1
+
+
+def add_split_parser(data_sub: argparse._SubParsersAction) -> None:
+    """`stt data split MANIFEST OUT_DIR`."""
     split = data_sub.add_parser(
         "split",
         help="split a manifest into speaker-disjoint train and dev manifests",
@@ -113,6 +204,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     split.set_defaults(func=cmd_split)
 
+
+def cmd_split(args: argparse.Namespace) -> int:
+    from stt.data.manifest import read_manifest
+    from stt.data.split import split_manifest
+
+    prepare_output_dir(args.out_dir, "OUT_DIR")
+    train, dev = split_manifest(
+        args.manifest,
+        args.out_dir,
+        args.dev_fraction,
+        args.seed,
+        args.speaker_pattern,
+        args.dev_speakers,
+    )
+    for path in (train, dev):
+        utts = read_manifest(path)
+        speakers = {u.speaker for u in utts}
+        hours = sum(u.duration for u in utts) / 3600
+        print(f"{path}: {len(utts)} utterances, {hours:.3f} h, {len(speakers)} speakers")
+    return 0
+
+
+def add_decode_parser(data_sub: argparse._SubParsersAction) -> None:
+    """`stt data decode MANIFEST OUT_DIR`."""
     decode = data_sub.add_parser(
         "decode",
         help="FLAC copies of a manifest's compressed (Opus, MP3) audio, for fast training reads",
@@ -128,6 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     decode.set_defaults(func=cmd_decode)
 
+
+def cmd_decode(args: argparse.Namespace) -> int:
+    from stt.data.decoded import decode_manifest
+
+    prepare_output_dir(args.out_dir, "OUT_DIR")
+    out = decode_manifest(args.manifest, args.out_dir, args.workers, not args.no_progress)
+    print(f"{out}: decoded copies in {args.out_dir / 'audio'}")
+    return 0
+
+
+def add_import_parser(data_sub: argparse._SubParsersAction) -> None:
+    """`stt data import CORPUS SRC OUT`."""
     from stt.data.importers import IMPORTERS
 
     importer = data_sub.add_parser(
@@ -144,6 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     importer.set_defaults(func=cmd_import)
 
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from stt.data.importers import import_corpus
+
+    prepare_output_dir(args.out, "OUT")
+    written = import_corpus(args.corpus, args.src, args.out, progress=not args.no_progress)
+    for path in written:
+        print(path)
+    return 0
+
+
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt train key=value...`."""
     train = sub.add_parser(
         "train",
         help="train the WaveNet CTC model until the dev metric plateaus",
@@ -161,12 +301,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(train, "train")
     train.set_defaults(func=cmd_train)
 
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.training.config import TrainConfig
+    from stt.training.trainer import train
+
+    cfg = to_dataclass(compose("train", list(args.overrides)), TrainConfig)
+    result = train(cfg)
+    print(f"stopped: {result.stop_reason}")
+    for name, figures in result.dev.items():
+        print(
+            f"  {name}: loss {figures['loss']:.3f}  WER {100 * figures['wer']:.2f}%  "
+            f"CER {100 * figures['cer']:.2f}%"
+        )
+    print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt")
+    return 0
+
+
+def add_finetune_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt finetune key=value...`."""
     finetune = sub.add_parser(
         "finetune",
         help="adapt a trained model to new data (e.g. an accent) and report before/after WER",
         description=(
             "Fine-tune a checkpoint (init_from=PATH, or init_from=default for the shipped model) "
-            "on new manifests (data.train, data.dev), with the training loop of `stt train`: "
+            "on new manifests (data.train, and data.dev; without data.dev, "
+            "finetune.dev_fraction of data.train's audio, whole speakers, is held out as the "
+            "dev set and, unless finetune.eval_new is given, as the new test set), with the "
+            "training loop of `stt train`: "
             "same plateau stop, max_epochs / max_steps / trainer.max_time_minutes, resume. "
             "The vocabulary is the checkpoint's, grown by characters of the new transcripts it "
             "lacks (and finetune.extra_chars); the CTC head gains rows for them, old rows kept. "
@@ -185,6 +348,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(finetune, "finetune")
     finetune.set_defaults(func=cmd_finetune)
 
+
+def cmd_finetune(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.training.config import TrainConfig
+    from stt.training.finetune import change_sentence, finetune
+
+    cfg = to_dataclass(compose("finetune", list(args.overrides)), TrainConfig)
+    report = finetune(cfg)
+    if not report:  # a DDP rank other than 0
+        return 0
+    print(f"stopped: {report['train']['stop_reason']}")
+    if report["added_chars"]:
+        print(f"characters added: {' '.join(report['added_chars'])}")
+    for group, after in report["after"].items():
+        before = report["before"].get(group, {})
+        print(
+            f"  {group}: WER {100 * before['wer']:.2f}% -> {100 * after['wer']:.2f}%  "
+            f"CER {100 * before['cer']:.2f}% -> {100 * after['cer']:.2f}%"
+        )
+        if group in report["wer_change"]:
+            print(f"    {change_sentence(report['wer_change'][group])}")
+    print(f"checkpoint: {report['checkpoint']}")
+    print(f"report: {cfg.run_dir}/finetune_report.md")
+    return 0
+
+
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt eval CHECKPOINT MANIFEST...`."""
     evaluate = sub.add_parser(
         "eval",
         help="WER/CER report of a checkpoint on test manifests (greedy and/or beam+LM)",
@@ -215,266 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-progress", action="store_true")
     evaluate.set_defaults(func=cmd_eval, overrides=[])
 
-    lm = sub.add_parser("lm", help="language models for beam search")
-    lm_sub = lm.add_subparsers(dest="lm_command", metavar="ACTION", required=True)
-    lm_build = lm_sub.add_parser(
-        "build",
-        help="build a KenLM n-gram model from text files",
-        description=(
-            "Normalise the text files with stt's normaliser, then build an ARPA and a binary "
-            "KenLM model with KenLM's lmplz and build_binary, plus the unigram list "
-            "pyctcdecode wants, into OUT (lm.arpa, lm.bin, unigrams.txt, lm.json)."
-        ),
-    )
-    lm_build.add_argument("texts", nargs="+", type=Path, metavar="TEXT")
-    lm_build.add_argument("out", type=Path, help="output folder")
-    lm_build.add_argument("--order", type=int, default=3, help="n-gram order, 2-6 (3)")
-    lm_build.add_argument(
-        "--memory", default="20%", help="memory bound for lmplz/build_binary -S (20%%, or 1G)"
-    )
-    lm_build.add_argument(
-        "--prune", type=int, nargs="+", metavar="N", help="lmplz --prune counts per order"
-    )
-    lm_build.add_argument(
-        "--quantize",
-        type=int,
-        metavar="BITS",
-        help="store probabilities in BITS bits (8 is about a third of the size; default: off)",
-    )
-    lm_build.add_argument("--no-progress", action="store_true")
-    lm_build.set_defaults(func=cmd_lm_build)
 
-    transcribe = sub.add_parser(
-        "transcribe",
-        help="transcribe audio files to text, timestamps and subtitles",
-        description=(
-            "Transcribe audio files (any format soundfile reads, any sample rate, any length) "
-            "with a checkpoint (--model) or the shipped default model. PATH may be a file, a "
-            "folder (searched recursively for audio files), a glob pattern or a .jsonl manifest. "
-            "Without --output-dir or --format the transcript goes to stdout ('path: text' lines "
-            "for several files); otherwise each file's transcript is written as "
-            "OUT/<name>.<format>. A file that cannot be read is reported on one line and the "
-            "others are still transcribed; the exit status is then 1. Tuned decoder settings "
-            "saved as decoder.yaml beside the checkpoint (stt eval --multirun) are used unless "
-            "overridden."
-        ),
-        epilog=EPILOG_OVERRIDES + " E.g. window_seconds=60 max_segment_words=8 decoder.alpha=0.7",
-    )
-    transcribe.add_argument(
-        "inputs", nargs="+", metavar="PATH|key=value", help="audio files, folders, globs, "
-        "manifests, then overrides of conf/transcribe.yaml",
-    )  # fmt: skip
-    transcribe.add_argument("--model", metavar="CHECKPOINT", help="default: the shipped model")
-    transcribe.add_argument(
-        "--backend",
-        choices=("auto", "torch", "onnx", "torchscript"),
-        default="auto",
-        help="what runs the model: torch (a checkpoint), onnx (onnxruntime) or torchscript (a "
-        "file made by stt export); auto (default): by --model's suffix (.onnx, .ts, else torch)",
-    )
-    transcribe.add_argument(
-        "--lm", type=Path, help="KenLM model (lm.bin) for beam search; implies beam search"
-    )
-    transcribe.add_argument("--beam-width", type=int, help="beams kept; implies beam search")
-    transcribe.add_argument(
-        "--hotwords",
-        nargs="+",
-        metavar="WORD",
-        help="words to favour (put after the PATHs); implies beam search",
-    )
-    transcribe.add_argument(
-        "--format",
-        metavar="FMT",
-        help="txt, json, srt, vtt, tsv, several comma-separated, or all (default with "
-        "--output-dir: all)",
-    )
-    transcribe.add_argument("--output-dir", type=Path, help="folder for the transcript files")
-    transcribe.add_argument("--batch-size", type=int, help="files run through the model together")
-    transcribe.add_argument("--device", help="cpu, cuda or auto (default cpu)")
-    transcribe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    transcribe.add_argument(
-        "--stream",
-        action="store_true",
-        help="live transcription with a causal model (default: the shipped streaming model) of "
-        "one PATH: a file, - (raw s16le 16 kHz mono PCM on stdin) or mic: (the microphone, if "
-        "the sounddevice package is installed); prints the partial text as it changes (one "
-        "updating line on a terminal, else one line per change), then the final text",
-    )
-    transcribe.add_argument(
-        "--chunk-ms", type=float, default=100.0, help="with --stream: audio per step (100 ms)"
-    )
-    transcribe.add_argument(
-        "--realtime", action="store_true", help="with --stream: read a file at real-time pace"
-    )
-    transcribe.set_defaults(func=cmd_transcribe, overrides=[])
-
-    export = sub.add_parser(
-        "export",
-        help="export a checkpoint to ONNX (fp32, int8) and TorchScript",
-        description=(
-            "Write the fused inference model of CHECKPOINT, MFCC front end included (input: "
-            "16 kHz waveforms and their lengths; output: CTC log-probs and their lengths; "
-            "dynamic batch and length), into the folder OUT: model.onnx, model.int8.onnx "
-            "(--quantize int8), model.ts (TorchScript), model.json (vocabulary, feature "
-            "settings, frame rate) and the checkpoint's decoder.yaml. `stt transcribe --model "
-            "OUT/model.onnx` runs the export with onnxruntime."
-        ),
-    )
-    export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
-    export.add_argument("out", type=Path, metavar="OUT", help="output folder")
-    export.add_argument(
-        "--format", choices=("onnx", "torchscript", "all"), default="all", help="default: all"
-    )
-    export.add_argument(
-        "--quantize", choices=("int8",), help="also write model.int8.onnx (dynamic int8)"
-    )
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (17)")
-    export.add_argument(
-        "--streaming",
-        action="store_true",
-        help="a cached-state streaming graph of a causal model (not supported yet)",
-    )
-    export.set_defaults(func=cmd_export)
-
-    demo = sub.add_parser(
-        "demo",
-        help="the end-to-end demo on the embedded default",
-        description=(
-            "Transcribe the example recordings in examples/ with the shipped model (or --model) "
-            "and print transcripts and WER. Without a model: synthesize a few utterances in "
-            "several accents and show their manifest, MFCC features and validation report."
-        ),
-        epilog=EPILOG_OVERRIDES,
-    )
-    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
-    demo.add_argument(
-        "--model",
-        type=Path,
-        help="transcribe the examples with this checkpoint (default: the shipped model, if any)",
-    )
-    _add_overrides(demo, "synth")
-    demo.set_defaults(func=cmd_demo)
-    return parser
-
-
-def cmd_synth(args: argparse.Namespace) -> int:
-    from stt.config import compose, to_dataclass
-    from stt.data.synth import SynthConfig, describe, synthesize_corpus
-
-    overrides = [f"out_dir={args.out_dir}"]
-    for key in ("hours", "seed", "workers"):
-        if getattr(args, key) is not None:
-            overrides.append(f"{key}={getattr(args, key)}")
-    if args.holdout_accents:
-        overrides.append(f"holdout_accents=[{','.join(args.holdout_accents)}]")
-    if args.no_progress:
-        overrides.append("progress=false")
-    cfg = to_dataclass(compose("synth", overrides + list(args.overrides)), SynthConfig)
-    prepare_output_dir(Path(cfg.out_dir), "OUT_DIR")
-    summary = synthesize_corpus(cfg)
-    print(describe(summary))
-    return 1 if summary.failed else 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from stt.data.validate import validate_manifest
-
-    all_ok = True
-    for manifest in args.manifests:
-        try:
-            report = validate_manifest(
-                manifest,
-                check_audio=not args.no_audio,
-                duration_tolerance=args.tolerance,
-                progress=not args.no_progress,
-            )
-        except STTError as exc:
-            print(f"{exc}", file=sys.stderr)
-            all_ok = False
-            continue
-        print(report.format())
-        all_ok &= report.ok
-    return 0 if all_ok else 1
-
-
-def cmd_decode(args: argparse.Namespace) -> int:
-    from stt.data.decoded import decode_manifest
-
-    prepare_output_dir(args.out_dir, "OUT_DIR")
-    out = decode_manifest(args.manifest, args.out_dir, args.workers, not args.no_progress)
-    print(f"{out}: decoded copies in {args.out_dir / 'audio'}")
-    return 0
-
-
-def cmd_split(args: argparse.Namespace) -> int:
-    from stt.data.manifest import read_manifest
-    from stt.data.split import split_manifest
-
-    prepare_output_dir(args.out_dir, "OUT_DIR")
-    train, dev = split_manifest(
-        args.manifest,
-        args.out_dir,
-        args.dev_fraction,
-        args.seed,
-        args.speaker_pattern,
-        args.dev_speakers,
-    )
-    for path in (train, dev):
-        utts = read_manifest(path)
-        speakers = {u.speaker for u in utts}
-        hours = sum(u.duration for u in utts) / 3600
-        print(f"{path}: {len(utts)} utterances, {hours:.3f} h, {len(speakers)} speakers")
-    return 0
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from stt.data.importers import import_corpus
-
-    prepare_output_dir(args.out, "OUT")
-    written = import_corpus(args.corpus, args.src, args.out, progress=not args.no_progress)
-    for path in written:
-        print(path)
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from stt.config import compose, to_dataclass
-    from stt.training.config import TrainConfig
-    from stt.training.trainer import train
-
-    cfg = to_dataclass(compose("train", list(args.overrides)), TrainConfig)
-    result = train(cfg)
-    print(f"stopped: {result.stop_reason}")
-    for name, figures in result.dev.items():
-        print(
-            f"  {name}: loss {figures['loss']:.3f}  WER {100 * figures['wer']:.2f}%  "
-            f"CER {100 * figures['cer']:.2f}%"
-        )
-    print(f"checkpoints: {result.run_dir}/best.pt, {result.run_dir}/last.pt")
-    return 0
-
-
-def cmd_finetune(args: argparse.Namespace) -> int:
-    from stt.config import compose, to_dataclass
-    from stt.training.config import TrainConfig
-    from stt.training.finetune import finetune
-
-    cfg = to_dataclass(compose("finetune", list(args.overrides)), TrainConfig)
-    report = finetune(cfg)
-    if not report:  # a DDP rank other than 0
-        return 0
-    print(f"stopped: {report['train']['stop_reason']}")
-    if report["added_chars"]:
-        print(f"characters added: {' '.join(report['added_chars'])}")
-    for group, after in report["after"].items():
-        before = report["before"].get(group, {})
-        print(
-            f"  {group}: WER {100 * before['wer']:.2f}% -> {100 * after['wer']:.2f}%  "
-            f"CER {100 * before['cer']:.2f}% -> {100 * after['cer']:.2f}%"
-        )
-    print(f"checkpoint: {report['checkpoint']}")
-    print(f"report: {cfg.run_dir}/finetune_report.md")
-    return 0
+EVAL_FLAGS = {
+    "out": "out_dir",
+    "decoders": "decoders",
+    "strict": "strict=true",
+    "no_progress": "progress=false",
+}
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -488,17 +426,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     overrides = [a for a in args.inputs if "=" in a] + list(args.overrides)
     if not manifests:
         raise ConfigError("give at least one test manifest")
-    base = [f"checkpoint={args.checkpoint}", f"manifests=[{','.join(manifests)}]"]
     if args.out:
         prepare_output_dir(args.out, "--out")
-        base.append(f"out_dir={args.out}")
-    if args.decoders:
-        base.append(f"decoders=[{','.join(args.decoders)}]")
-    base += beam_overrides(args.lm, args.beam_width)
-    if args.strict:
-        base.append("strict=true")
-    if args.no_progress:
-        base.append("progress=false")
+    base = [f"checkpoint={args.checkpoint}", f"manifests=[{','.join(manifests)}]"]
+    base += flag_overrides(args, EVAL_FLAGS) + beam_overrides(args.lm, args.beam_width)
     given = {o.split("=", 1)[0].lstrip("+~") for o in base + overrides}
 
     def build(job_overrides: list[str]) -> EvalConfig:
@@ -564,9 +495,15 @@ def given_decoder_settings(decoder, given: set[str]) -> dict:
 
 
 def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
-    """Split overrides into a sweep grid (keys with comma-separated values, expanded the way
-    Hydra's basic sweeper does) and the fixed ones."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    """Split overrides into a sweep grid and the fixed ones.
+
+    The grid holds the runs Hydra's basic sweeper would make: every combination of the swept
+    keys' values (``a,b``, ``choice(a,b)``, ``range(start,stop,step)``), the first key varying
+    slowest, as ``{"alpha": 0.3, "beta": 0.0}`` dicts (``decoder.`` dropped, values floats). A
+    key swept twice keeps its first place and its last values, as in Hydra.
+    """
+    from itertools import product
+
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
@@ -574,15 +511,154 @@ def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
     if not sweeps:
         raise ConfigError("--multirun needs at least one key=a,b,c sweep")
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    batches = BasicSweeper.split_arguments(sweeps, None)
-    grid = []
-    for job in batches[0]:
-        params = {}
-        for item in job:
-            key, value = item.split("=", 1)
-            params[key.removeprefix("decoder.")] = float(value)
-        grid.append(params)
+    values: dict[str, list[str]] = {}
+    for sweep in sweeps:
+        if not sweep.is_discrete_sweep():
+            raise ConfigError(
+                f"--multirun cannot list the values of {sweep.input_line}: "
+                "give key=a,b,c, choice(a,b) or range(start,stop,step)"
+            )
+        values[sweep.get_key_element()] = list(sweep.sweep_string_iterator())
+    keys = [key.removeprefix("decoder.") for key in values]
+    grid = [
+        dict(zip(keys, map(float, combination), strict=True))
+        for combination in product(*values.values())
+    ]
     return grid, fixed
+
+
+def add_lm_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt lm ACTION`: language-model tools."""
+    lm = sub.add_parser("lm", help="language models for beam search")
+    lm_sub = lm.add_subparsers(dest="lm_command", metavar="ACTION", required=True)
+    add_lm_build_parser(lm_sub)
+
+
+def add_lm_build_parser(lm_sub: argparse._SubParsersAction) -> None:
+    """`stt lm build TEXT... OUT`."""
+    lm_build = lm_sub.add_parser(
+        "build",
+        help="build a KenLM n-gram model from text files",
+        description=(
+            "Normalise the text files with stt's normaliser, then build an ARPA and a binary "
+            "KenLM model with KenLM's lmplz and build_binary, plus the unigram list "
+            "pyctcdecode wants, into OUT (lm.arpa, lm.bin, unigrams.txt, lm.json)."
+        ),
+    )
+    lm_build.add_argument("texts", nargs="+", type=Path, metavar="TEXT")
+    lm_build.add_argument("out", type=Path, help="output folder")
+    lm_build.add_argument("--order", type=int, default=3, help="n-gram order, 2-6 (3)")
+    lm_build.add_argument(
+        "--memory", default="20%", help="memory bound for lmplz/build_binary -S (20%%, or 1G)"
+    )
+    lm_build.add_argument(
+        "--prune", type=int, nargs="+", metavar="N", help="lmplz --prune counts per order"
+    )
+    lm_build.add_argument(
+        "--quantize",
+        type=int,
+        metavar="BITS",
+        help="store probabilities in BITS bits (8 is about a third of the size; default: off)",
+    )
+    lm_build.add_argument("--no-progress", action="store_true")
+    lm_build.set_defaults(func=cmd_lm_build)
+
+
+def cmd_lm_build(args: argparse.Namespace) -> int:
+    from stt.lm import build_lm
+
+    prepare_output_dir(args.out, "OUT")
+    artifacts = build_lm(
+        args.texts,
+        args.out,
+        order=args.order,
+        memory=args.memory,
+        prune=args.prune,
+        progress=not args.no_progress,
+        quantize_bits=args.quantize,
+    )
+    print(
+        f"{artifacts.order}-gram from {artifacts.sentences} sentences ({artifacts.words} words): "
+        f"{artifacts.binary}, {artifacts.arpa}, {artifacts.unigrams}"
+    )
+    return 0
+
+
+def add_transcribe_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt transcribe PATH...`."""
+    transcribe = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files to text, timestamps and subtitles",
+        description=(
+            "Transcribe audio files (any format soundfile reads, any sample rate, any length) "
+            "with a checkpoint (--model) or the shipped default model. PATH may be a file, a "
+            "folder (searched recursively for audio files), a glob pattern or a .jsonl manifest. "
+            "Without --output-dir or --format the transcript goes to stdout ('path: text' lines "
+            "for several files); otherwise each file's transcript is written as "
+            "OUT/<name>.<format>. A file that cannot be read is reported on one line and the "
+            "others are still transcribed; the exit status is then 1. Tuned decoder settings "
+            "saved as decoder.yaml beside the checkpoint (stt eval --multirun) are used unless "
+            "overridden."
+        ),
+        epilog=EPILOG_OVERRIDES + " E.g. window_seconds=60 max_segment_words=8 decoder.alpha=0.7",
+    )
+    transcribe.add_argument(
+        "inputs", nargs="+", metavar="PATH|key=value", help="audio files, folders, globs, "
+        "manifests, then overrides of conf/transcribe.yaml",
+    )  # fmt: skip
+    transcribe.add_argument("--model", metavar="CHECKPOINT", help="default: the shipped model")
+    transcribe.add_argument(
+        "--backend",
+        choices=("auto", "torch", "onnx", "torchscript"),
+        default="auto",
+        help="what runs the model: torch (a checkpoint), onnx (onnxruntime) or torchscript (a "
+        "file made by stt export); auto (default): by --model's suffix (.onnx, .ts, else torch)",
+    )
+    transcribe.add_argument(
+        "--lm", type=Path, help="KenLM model (lm.bin) for beam search; implies beam search"
+    )
+    transcribe.add_argument("--beam-width", type=int, help="beams kept; implies beam search")
+    transcribe.add_argument(
+        "--hotwords",
+        nargs="+",
+        metavar="WORD",
+        help="words to favour (put after the PATHs); implies beam search",
+    )
+    transcribe.add_argument(
+        "--format",
+        metavar="FMT",
+        help="txt, json, srt, vtt, tsv, several comma-separated, or all (default with "
+        "--output-dir: all)",
+    )
+    transcribe.add_argument("--output-dir", type=Path, help="folder for the transcript files")
+    transcribe.add_argument("--batch-size", type=int, help="files run through the model together")
+    transcribe.add_argument("--device", help="cpu, cuda or auto (default cpu)")
+    transcribe.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    transcribe.add_argument(
+        "--stream",
+        action="store_true",
+        help="live transcription with a causal model (default: the shipped streaming model) of "
+        "one PATH: a file, - (raw s16le 16 kHz mono PCM on stdin) or mic: (the microphone, if "
+        "the sounddevice package is installed); prints the partial text as it changes (one "
+        "updating line on a terminal, else one line per change), then the final text",
+    )
+    transcribe.add_argument(
+        "--chunk-ms", type=float, default=100.0, help="with --stream: audio per step (100 ms)"
+    )
+    transcribe.add_argument(
+        "--realtime", action="store_true", help="with --stream: read a file at real-time pace"
+    )
+    transcribe.set_defaults(func=cmd_transcribe, overrides=[])
+
+
+TRANSCRIBE_FLAGS = {
+    "model": "checkpoint",
+    "format": "format='{}'",  # quoted: a comma would read as a sweep
+    "output_dir": "output_dir",
+    "batch_size": "batch_size",
+    "device": "device",
+    "no_progress": "progress=false",
+}
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
@@ -595,20 +671,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     # An argument is an override if it has "=" and is not an existing file.
     paths = [a for a in args.inputs if "=" not in a or Path(a).exists()]
     overrides = [a for a in args.inputs if a not in paths] + list(args.overrides)
-    base = []
-    if args.model:
-        base.append(f"checkpoint={args.model}")
-    if args.format:
-        base.append(f"format='{args.format}'")  # quoted: a comma would read as a sweep
-    if args.output_dir:
-        base.append(f"output_dir={args.output_dir}")
-    if args.batch_size:
-        base.append(f"batch_size={args.batch_size}")
-    if args.device:
-        base.append(f"device={args.device}")
-    if args.no_progress:
-        base.append("progress=false")
-    base += beam_overrides(args.lm, args.beam_width)
+    base = flag_overrides(args, TRANSCRIBE_FLAGS) + beam_overrides(args.lm, args.beam_width)
     if args.hotwords:
         quoted = [f'"{w}"' if "'" in w else f"'{w}'" for w in args.hotwords]
         base.append(f"decoder.hotwords=[{','.join(quoted)}]")
@@ -721,6 +784,37 @@ def transcribe_live(args, cfg, decoder: dict, paths: list[str], formats, out_dir
     return 0
 
 
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt export CHECKPOINT OUT`."""
+    export = sub.add_parser(
+        "export",
+        help="export a checkpoint to ONNX (fp32, int8) and TorchScript",
+        description=(
+            "Write the fused inference model of CHECKPOINT, MFCC front end included (input: "
+            "16 kHz waveforms and their lengths; output: CTC log-probs and their lengths; "
+            "dynamic batch and length), into the folder OUT: model.onnx, model.int8.onnx "
+            "(--quantize int8), model.ts (TorchScript), model.json (vocabulary, feature "
+            "settings, frame rate) and the checkpoint's decoder.yaml. `stt transcribe --model "
+            "OUT/model.onnx` runs the export with onnxruntime."
+        ),
+    )
+    export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    export.add_argument("out", type=Path, metavar="OUT", help="output folder")
+    export.add_argument(
+        "--format", choices=("onnx", "torchscript", "all"), default="all", help="default: all"
+    )
+    export.add_argument(
+        "--quantize", choices=("int8",), help="also write model.int8.onnx (dynamic int8)"
+    )
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (17)")
+    export.add_argument(
+        "--streaming",
+        action="store_true",
+        help="a cached-state streaming graph of a causal model (not supported yet)",
+    )
+    export.set_defaults(func=cmd_export)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from stt.export import export_model
 
@@ -734,34 +828,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_lm_build(args: argparse.Namespace) -> int:
-    from stt.lm import build_lm
+def add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt demo`."""
+    demo = sub.add_parser(
+        "demo",
+        help="the end-to-end demo on the embedded default",
+        description=(
+            "Transcribe the example recordings in examples/ with the shipped model (or --model) "
+            "and print transcripts and WER. Without a model: synthesize a few utterances in "
+            "several accents and show their manifest, MFCC features and validation report."
+        ),
+        epilog=EPILOG_OVERRIDES,
+    )
+    demo.add_argument("--out", type=Path, default=Path("demo_out"), help="output folder")
+    demo.add_argument(
+        "--model",
+        type=Path,
+        help="transcribe the examples with this checkpoint (default: the shipped model, if any)",
+    )
+    _add_overrides(demo, "synth")
+    demo.set_defaults(func=cmd_demo)
 
-    prepare_output_dir(args.out, "OUT")
-    artifacts = build_lm(
-        args.texts,
-        args.out,
-        order=args.order,
-        memory=args.memory,
-        prune=args.prune,
-        progress=not args.no_progress,
-        quantize_bits=args.quantize,
-    )
-    print(
-        f"{artifacts.order}-gram from {artifacts.sentences} sentences ({artifacts.words} words): "
-        f"{artifacts.binary}, {artifacts.arpa}, {artifacts.unigrams}"
-    )
-    return 0
+
+# The demo's corpus: 36 s of speech (0.01 h) shows every stage, and quickly.
+DEMO_SYNTH_OVERRIDES = ["hours=0.01", "noise_prob=0.5", "progress=false"]
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+    from stt.data.synth import SynthConfig
     from stt.demo import run_demo, run_transcription_demo
     from stt.transcribe import default_model_path
 
     if args.model or default_model_path().exists():
         return run_transcription_demo(args.model)
     print("(no trained model ships yet: showing the data pipeline; --model CKPT transcribes)\n")
-    return run_demo(args.out, list(args.overrides))
+    overrides = [f"out_dir={args.out}", *DEMO_SYNTH_OVERRIDES, *args.overrides]
+    return run_demo(to_dataclass(compose("synth", overrides), SynthConfig))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 
 from stt.audio import load_audio
-from stt.config import compose, to_dataclass
 from stt.data.manifest import read_manifest
 from stt.data.synth import SynthConfig, describe, synthesize_corpus
 from stt.data.validate import validate_manifest
@@ -22,7 +21,6 @@ from stt.metrics import error_counts
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "references.jsonl"
 
-DEMO_OVERRIDES = ["hours=0.01", "noise_prob=0.5", "progress=false"]
 SHADES = " .:-=+*#%@"
 
 
@@ -39,12 +37,10 @@ def ascii_features(feats: torch.Tensor, width: int = 72, rows: int = 10) -> str:
     )
 
 
-def run_demo(out_dir: Path, overrides: list[str]) -> int:
-    """Synthesize, then print manifest rows, feature shapes and statistics, and validation."""
-    cfg = to_dataclass(
-        compose("synth", [f"out_dir={out_dir}", *DEMO_OVERRIDES, *overrides]), SynthConfig
-    )
-    print(f"== Synthesizing {cfg.hours * 60:.1f} min of speech into {out_dir}/")
+def run_demo(cfg: SynthConfig) -> int:
+    """Synthesize the corpus ``cfg`` describes (the CLI makes it a small one), then print manifest
+    rows, feature shapes and statistics, and validation."""
+    print(f"== Synthesizing {cfg.hours * 60:.1f} min of speech into {cfg.out_dir}/")
     summary = synthesize_corpus(cfg)
     print(describe(summary))
 

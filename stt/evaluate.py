@@ -225,6 +225,41 @@ def load_test_set(
     """
     numbered, bad_lines, lines = _read_manifest(path, cfg.strict)
     utterances = [utt for _, utt in numbered]
+    results, errors, model_seconds = _run_model(path, name, numbered, model, device, cfg)
+    bad_audio = [errors[i] for i in sorted(errors)]
+    for problem in bad_lines + bad_audio:
+        log.warning("%s", problem)
+    kept = sorted(results)
+    if not kept:
+        raise _nothing_usable(path, lines, len(bad_lines), len(bad_audio))
+    test_set = TestSet(
+        name, path, [utterances[i] for i in kept], [results[i][0] for i in kept],
+        bad_lines, bad_audio, model_seconds, durations=[results[i][1] for i in kept],
+    )  # fmt: skip
+    _note_unscorable(test_set, vocab)
+    return test_set
+
+
+def _run_model(
+    path: str,
+    name: str,
+    numbered: list[tuple[int, Utterance]],
+    model: WaveNetCTC,
+    device,
+    cfg: EvalConfig,
+) -> tuple[dict[int, tuple[np.ndarray, float]], dict[int, str], float]:
+    """Run the model over the audio of ``numbered`` (line number, utterance) pairs.
+
+    Returns, by index into ``numbered``: the ``(out_frames, vocab)`` log-probs and measured
+    seconds of every file that could be read; the one-line problem of every one that could not
+    (``path:line: why``); and the model's compute seconds over the whole set. The headers are
+    read first so that files up to ``cfg.window_seconds`` can be batched
+    :data:`LOAD_GROUP_SECONDS` of audio at a time and longer ones sent window by window.
+
+    Raises:
+        AudioError: with ``cfg.strict``, the first missing or unreadable audio file.
+    """
+    utterances = [utt for _, utt in numbered]
     with ThreadPoolExecutor(4) as pool:
         probes = list(pool.map(_probe, [u.audio_filepath for u in utterances]))
     window_samples = int(cfg.window_seconds * SAMPLE_RATE)
@@ -283,28 +318,21 @@ def load_test_set(
             run_group(group)
     finally:
         bar.close()
+    return results, errors, timing.compute_seconds + long_seconds
 
-    bad_audio = [errors[i] for i in sorted(errors)]
-    for problem in bad_lines + bad_audio:
-        log.warning("%s", problem)
-    kept = sorted(results)
-    if not kept:
-        raise _nothing_usable(path, lines, len(bad_lines), len(bad_audio))
-    test_set = TestSet(
-        name, path, [utterances[i] for i in kept], [results[i][0] for i in kept],
-        bad_lines, bad_audio, timing.compute_seconds + long_seconds,
-        durations=[results[i][1] for i in kept],
-    )  # fmt: skip
+
+def _note_unscorable(test_set: TestSet, vocab: Vocabulary) -> None:
+    """Count the references holding characters ``vocab`` cannot emit, and warn: each is a
+    certain error, which would otherwise pass for the model's own."""
     chars, affected = unscorable_references(test_set.utterances, vocab)
     if affected:
         listed = " ".join(f"{c!r}x{n}" for c, n in chars.most_common())
         log.warning(
             "%s: %d of %d reference(s) hold characters the model cannot emit, each a certain "
             "error (normalise the text, see stt.text.normalize_text): %s",
-            name, affected, len(kept), listed,
+            test_set.name, affected, len(test_set.utterances), listed,
         )  # fmt: skip
     test_set.unscorable_chars, test_set.unscorable_utterances = chars, affected
-    return test_set
 
 
 def score_set(test_set: TestSet, results: list[DecodeResult], decode_seconds: float) -> SetScore:

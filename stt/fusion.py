@@ -259,9 +259,30 @@ class FusedWaveNetCTC(nn.Module):
 
     def forward_features(self, feats: Tensor, frame_lengths: Tensor) -> tuple[Tensor, Tensor]:
         """``feats`` ``(batch, n_mfcc, frames)`` -> ``(log_probs (batch, out_frames, vocab),
-        out_lengths (batch,))``."""
+        out_lengths (batch,))``.
+
+        The batch runs packed: its utterances one after the other in a ``(rows, channels)``
+        buffer, zero rows between them (:meth:`_project_packed`), so each layer is one GEMM per
+        tap over the real frames and the gaps, never over a short utterance's padding.
+        """
+        frame_lengths = frame_lengths.to(device=self.proj_w.device, dtype=torch.long)
+        out_frames = -(-feats.shape[2] // self.stride)
+        out_lengths = torch.div(frame_lengths + self.stride - 1, self.stride, rounding_mode="floor")
+        lengths = out_lengths.tolist()
+        buf, starts = self._project_packed(feats, frame_lengths, lengths, out_frames)
+        log_probs = self._head(self._run_blocks(buf, starts, lengths))  # (rows, vocab)
+        return self._unpack(log_probs, starts, lengths, out_frames), out_lengths
+
+    def _project_packed(
+        self, feats: Tensor, frame_lengths: Tensor, lengths: list[int], out_frames: int
+    ) -> tuple[Tensor, list[int]]:
+        """The input projection of ``feats`` ``(batch, n_mfcc, frames)`` into the packed buffer
+        ``(rows, channels)``: [left zeros][utt 0][gap zeros][utt 1]...[utt B-1][right zeros],
+        utterance ``b`` holding its ``lengths[b]`` output frames from row ``starts[b]``.
+
+        Frames past ``frame_lengths`` are zeroed first. The gaps (:attr:`gap` rows) are as wide
+        as the widest tap reach, so no block of one utterance reads the next one's frames."""
         device = self.proj_w.device
-        frame_lengths = frame_lengths.to(device=device, dtype=torch.long)
         batch, _, frames = feats.shape
         tm = feats.float().transpose(1, 2)  # (batch, frames, n_mfcc)
         if bool((frame_lengths < frames).any()):
@@ -269,17 +290,12 @@ class FusedWaveNetCTC(nn.Module):
                 torch.arange(frames, device=device)[None, :, None] < frame_lengths[:, None, None]
             )
         s, k = self.stride, self.proj_kernel
-        out_frames = -(-frames // s)
-        out_lengths = torch.div(frame_lengths + s - 1, s, rounding_mode="floor")
-        lengths = out_lengths.tolist()
         # Pad to the projection's padding (and whole windows), then view windows of k frames.
         tm = F.pad(tm, (0, 0, self.proj_padding[0], self.proj_padding[1])).contiguous()
         n_mfcc = tm.shape[-1]
         windows = tm.as_strided(
             (batch, out_frames, k * n_mfcc), (tm.stride(0), s * n_mfcc, 1)
         )  # (batch, out_frames, k * n_mfcc)
-
-        # Packed buffer: [left zeros][utt 0][gap zeros][utt 1]...[utt B-1][right zeros].
         starts, row = [], self.left
         for n in lengths:
             starts.append(row)
@@ -290,10 +306,18 @@ class FusedWaveNetCTC(nn.Module):
             torch.addmm(
                 self.proj_b, windows[b, :n], self.proj_w, out=buf[starts[b] : starts[b] + n]
             )
+        return buf, starts
+
+    def _run_blocks(self, buf: Tensor, starts: list[int], lengths: list[int]) -> Tensor:
+        """The gated dilated blocks over the packed buffer (updated in place: it holds the
+        residual stream); returns the sum of their skip outputs ``(rows, channels)``, rows
+        counted from the first utterance's first frame."""
+        device = buf.device
+        end = buf.shape[0] - self.right
         rows = end - self.left
         y = buf[self.left : end]  # (rows, channels), the residual stream (scaled, see above)
         gaps = None
-        if batch > 1:
+        if len(lengths) > 1:  # the gap rows must stay zero for the next block's taps
             gaps = (
                 torch.cat(
                     [
@@ -303,7 +327,6 @@ class FusedWaveNetCTC(nn.Module):
                 )
                 - self.left
             )
-
         c = self.channels
         skip = None
         for i in range(self.n_blocks):
@@ -330,21 +353,31 @@ class FusedWaveNetCTC(nn.Module):
                 y.add_(getattr(self, f"res_b{i}"))
                 if gaps is not None:
                     y.index_fill_(0, gaps, 0.0)
+        return skip
 
+    def _head(self, skip: Tensor) -> Tensor:
+        """The CTC head: summed skips ``(rows, channels)`` -> log-probs ``(rows, vocab)``."""
         hidden = torch.addmm(self.hidden_b, skip.relu_(), self.hidden_w)
         if self.head_ln_eps is not None:
             hidden = F.layer_norm(
                 hidden, (hidden.shape[-1],), self.head_ln_w, self.head_ln_b, self.head_ln_eps
             )
         logits = torch.addmm(self.out_b, hidden.relu_(), self.out_w)
-        log_probs = F.log_softmax(logits, dim=1)  # (rows, vocab)
+        return F.log_softmax(logits, dim=1)
+
+    def _unpack(
+        self, log_probs: Tensor, starts: list[int], lengths: list[int], out_frames: int
+    ) -> Tensor:
+        """Packed ``(rows, vocab)`` -> ``(batch, out_frames, vocab)``; frames past an
+        utterance's length are copies of other rows (arbitrary, as documented)."""
+        batch = len(lengths)
         if batch == 1 and lengths[0] == out_frames:
-            return log_probs.unsqueeze(0), out_lengths
+            return log_probs.unsqueeze(0)
         index = torch.zeros(batch, out_frames, dtype=torch.long)
         for b, n in enumerate(lengths):
             index[b, :n] = torch.arange(starts[b] - self.left, starts[b] - self.left + n)
-        out = log_probs.index_select(0, index.view(-1).to(device))
-        return out.view(batch, out_frames, -1), out_lengths
+        out = log_probs.index_select(0, index.view(-1).to(log_probs.device))
+        return out.view(batch, out_frames, -1)
 
     def output_lengths(self, sample_lengths: Tensor) -> Tensor:
         """Output frames for waveforms of ``sample_lengths`` samples (as the original's)."""

@@ -20,6 +20,13 @@ Additions to the seed design:
 
 Shapes: ``batch`` utterances, ``samples`` at 16 kHz, ``frames`` of the MFCC (10 ms hop),
 ``out_frames`` = ceil(frames / stride) emitted by the CTC head.
+
+This is the training graph. The same network is executed by three twins, which must change
+with it: :class:`stt.fusion.FusedWaveNetCTC` (inference: norms folded into the convolutions;
+pinned equal by ``tests/test_fusion.py``), :class:`stt.streaming.StreamingEncoder` (causal
+models chunk by chunk with cached states; ``tests/test_streaming.py``) and
+:class:`stt.portable.PortableWaveNetCTC` (the traceable copy that ``stt export`` writes to ONNX
+and TorchScript; ``tests/test_export.py``).
 """
 
 from __future__ import annotations

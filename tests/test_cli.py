@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from stt.cli import SYNTH_FLAGS, TRANSCRIBE_FLAGS, build_parser, flag_overrides, sweep_grid
+from stt.errors import ConfigError
+
 SUBCOMMANDS = [
     [],
     ["synth"],
@@ -75,3 +78,44 @@ def test_override_without_equals_sign_is_rejected(tmp_path):
     result = stt("synth", str(tmp_path / "x"), "hours")
     assert result.returncode == 1
     assert "not of the form key=value" in result.stderr
+
+
+def test_options_given_become_overrides_and_options_not_given_add_none():
+    args = build_parser().parse_args(
+        ["synth", "out", "--seed", "0", "--holdout-accent", "a", "--holdout-accent", "b",
+         "--no-progress"]
+    )  # fmt: skip
+    assert flag_overrides(args, SYNTH_FLAGS) == [
+        "seed=0",
+        "holdout_accents=[a,b]",
+        "progress=false",
+    ]
+
+
+def test_transcribe_format_option_is_quoted_so_its_commas_are_not_a_sweep():
+    args = build_parser().parse_args(["transcribe", "a.wav", "--format", "txt,srt"])
+    assert flag_overrides(args, TRANSCRIBE_FLAGS) == ["format='txt,srt'"]
+
+
+def test_multirun_grid_varies_the_first_swept_key_slowest():
+    grid, fixed = sweep_grid(["decoder.alpha=0.3,0.5", "decoder.beta=0,1"])
+    assert grid == [
+        {"alpha": 0.3, "beta": 0.0},
+        {"alpha": 0.3, "beta": 1.0},
+        {"alpha": 0.5, "beta": 0.0},
+        {"alpha": 0.5, "beta": 1.0},
+    ]
+    assert fixed == []
+
+
+def test_multirun_grid_expands_range_and_leaves_single_values_fixed():
+    grid, fixed = sweep_grid(["decoder.alpha=range(0,1,0.5)", "decoder.beam_width=8"])
+    assert grid == [{"alpha": 0.0}, {"alpha": 0.5}]
+    assert fixed == ["decoder.beam_width=8"]
+
+
+def test_multirun_without_a_listable_sweep_is_a_config_error():
+    with pytest.raises(ConfigError, match="at least one"):
+        sweep_grid(["decoder.alpha=0.5"])
+    with pytest.raises(ConfigError, match="cannot list the values"):
+        sweep_grid(["decoder.alpha=interval(0,1)"])

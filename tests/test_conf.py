@@ -20,7 +20,7 @@ from stt.evaluate import EvalConfig
 from stt.training.config import TrainConfig
 from stt.transcribe import TranscribeConfig
 
-# conf/<name>.yaml -> the dataclass that `compose("<name>")` feeds (stt/cli.py, stt/demo.py).
+# conf/<name>.yaml -> the dataclass that `compose("<name>")` feeds (stt/cli.py).
 JOBS: dict[str, type] = {
     "synth": SynthConfig,
     "train": TrainConfig,

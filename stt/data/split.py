@@ -86,6 +86,23 @@ def split_by_speaker(
     return train, dev
 
 
+def split_by_utterance(
+    utterances: list[Utterance], dev_fraction: float, seed: int = 1
+) -> tuple[list[Utterance], list[Utterance]]:
+    """A random (seeded) ``dev_fraction`` of the utterances goes to dev, at least one, and at
+    least one stays; manifest order is kept on both sides. For data without speaker ids, where
+    a speaker-disjoint split cannot be drawn: the dev set then flatters the model."""
+    if not 0 < dev_fraction < 1:
+        raise ConfigError(f"dev fraction must be between 0 and 1, got {dev_fraction}")
+    if len(utterances) < 2:
+        raise ConfigError("need at least two utterances to split")
+    n_dev = min(max(1, round(dev_fraction * len(utterances))), len(utterances) - 1)
+    picked = set(random.Random(seed).sample(range(len(utterances)), n_dev))
+    train = [u for i, u in enumerate(utterances) if i not in picked]
+    dev = [u for i, u in enumerate(utterances) if i in picked]
+    return train, dev
+
+
 def _split_named(
     utterances: list[Utterance], named: set[str], known: set[str]
 ) -> tuple[list[Utterance], list[Utterance]]:

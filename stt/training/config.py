@@ -151,7 +151,8 @@ class TrainerConfig:
 @dataclass
 class FinetuneConfig:
     """What ``stt finetune`` adds to training (``conf/finetune.yaml``): a grown vocabulary,
-    frozen early layers, original data mixed in, and before/after evaluation sets."""
+    frozen early layers, original data mixed in, before/after evaluation sets, and the share of
+    data.train held out when no dev set is given."""
 
     add_new_chars: bool = True  # grow the vocabulary by data.train characters it lacks
     extra_chars: str = ""  # characters to add even if data.train does not use them
@@ -164,6 +165,15 @@ class FinetuneConfig:
     mix_ratio: float = 0.3  # mixed-in utterances per epoch, as a fraction of the new ones
     eval_new: list[str] = field(default_factory=list)  # the new accent's test manifests
     eval_original: list[str] = field(default_factory=list)  # the original dev manifests
+    # Without data.dev, this share of data.train's audio (whole speakers) is held out as the
+    # dev set, and as the eval_new set if that is empty.
+    dev_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        _require(
+            _finite(self.dev_fraction) and 0 < self.dev_fraction < 1,
+            "finetune.dev_fraction", "between 0 and 1", self.dev_fraction,
+        )  # fmt: skip
 
 
 @dataclass
