@@ -48,6 +48,12 @@ def gate_silence(
 ) -> np.ndarray:
     """``log_probs (frames, vocab)`` with every frame without speech set to a certain blank."""
     keep = speech_frames(waveform, frame_samples, len(log_probs), start_sample)
+    return force_blank(log_probs, keep, blank_id)
+
+
+def force_blank(log_probs: np.ndarray, keep: np.ndarray, blank_id: int = 0) -> np.ndarray:
+    """``log_probs (frames, vocab)`` with the frames where ``keep`` is False made certain
+    blanks (a copy, if any frame changes)."""
     if keep.all():
         return log_probs
     gated = log_probs.copy()
@@ -104,9 +110,4 @@ class StreamGate:
         drop = max(0, first_frame + n - self.context - self._first)
         del self._loud[:drop]
         self._first += drop
-        if keep.all():
-            return log_probs
-        gated = log_probs.copy()
-        gated[~keep] = -1e4
-        gated[~keep, blank_id] = 0.0
-        return gated
+        return force_blank(log_probs, keep, blank_id)
