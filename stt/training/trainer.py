@@ -54,7 +54,7 @@ from stt.model import WaveNetCTC
 from stt.text import Vocabulary
 from stt.training import distributed as D
 from stt.training.adapt import mix_in, prepare_model
-from stt.training.config import TrainConfig
+from stt.training.config import TrainConfig, TrainerConfig
 from stt.training.metrics_log import MetricsLogger, plot_curves
 from stt.training.schedule import build_scheduler
 from stt.training.stopping import PlateauStopper
@@ -369,7 +369,106 @@ def train(cfg: TrainConfig) -> TrainResult:
     return result
 
 
+@dataclass
+class Run:
+    """What a run trains with, built once by :func:`set_up` and never rebound."""
+
+    cfg: TrainConfig
+    info: D.DistInfo
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+    run_dir: Path
+    vocab: Vocabulary
+    model: WaveNetCTC
+    ddp_model: torch.nn.Module
+    train_set: SpeechDataset
+    sampler: DurationBucketSampler
+    train_loader: DataLoader
+    dev_sets: list[DevSet]
+    spec_augment: SpecAugment | None
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    dropped: int
+    metrics: MetricsLogger | None = None
+
+
+@dataclass
+class RunState:
+    """Where a run is: (epoch, position) always name the next batch to train on."""
+
+    stopper: PlateauStopper
+    epoch: int = 0
+    position: int = 0
+    step: int = 0
+    skipped_steps: int = 0
+    stop_reason: str = ""
+    previous_stop: str = ""  # why a resumed run had stopped, reported again if nothing changed
+    last_results: dict[str, dict[str, float]] = field(default_factory=dict)
+    started: float = 0.0
+    window: _Window = field(default_factory=_Window)
+
+
 def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainResult:
+    run = set_up(cfg, info, device)
+    tcfg = run.cfg.trainer
+    st = RunState(PlateauStopper(tcfg.patience, tcfg.min_delta, "min"))
+    resume(run, st)
+    with writing(run.run_dir / "metrics.csv"):
+        run.metrics = MetricsLogger(run.run_dir, tcfg.tensorboard) if info.is_main else None
+    st.started = time.monotonic()
+
+    run.ddp_model.train()
+    while not st.stop_reason:
+        # Checked before each epoch too, so a resumed run that already reached a limit (or a
+        # plateau) stops at once, and raising the limit lets it go on.
+        st.stop_reason = stop_rule(tcfg, st, at_epoch_start=True)
+        if st.stop_reason:
+            break
+        run.sampler.set_epoch(st.epoch)
+        run.sampler.load_state_dict({"epoch": st.epoch, "position": st.position})
+        run.train_set.set_epoch(st.epoch)
+        bar = tqdm(
+            total=len(run.sampler),
+            initial=st.position,
+            desc=f"epoch {st.epoch}",
+            unit="batch",
+            disable=not (tcfg.progress and info.is_main),
+            dynamic_ncols=True,
+        )
+        st.window = _Window()
+        for batch in run.train_loader:
+            if len(batch):
+                st.skipped_steps += not train_step(run, st, batch)
+            else:  # every file in it became unreadable since start-up (single process only)
+                st.skipped_steps += 1
+            run.scheduler.step()
+            st.step += 1
+            st.position += 1
+            bar.update(1)
+            end_of_epoch = st.position == len(run.sampler)
+            if end_of_epoch:
+                st.epoch, st.position = st.epoch + 1, 0
+
+            if st.step % tcfg.log_every_steps == 0 or end_of_epoch:
+                log_progress(run, st, bar)
+            if (tcfg.eval_every_steps and st.step % tcfg.eval_every_steps == 0) or (
+                end_of_epoch and not tcfg.eval_every_steps
+            ):
+                st.stop_reason = evaluate_and_checkpoint(run, st)
+            elif tcfg.checkpoint_every_steps and st.step % tcfg.checkpoint_every_steps == 0:
+                state_now = checkpoint_state(run, st)  # collective under DDP
+                if info.is_main:
+                    save_checkpoint(run.run_dir / "last.pt", state_now)
+            st.stop_reason = D.broadcast_object(stop_rule(tcfg, st, at_epoch_start=False))
+            if st.stop_reason or end_of_epoch:
+                break
+        bar.close()
+    return wrap_up(run, st)
+
+
+def set_up(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> Run:
+    """Seeds, the run folder, then model, data, optimiser and schedule (and DDP around them)."""
     tcfg = cfg.trainer
     if tcfg.threads:
         torch.set_num_threads(tcfg.threads)
@@ -432,218 +531,188 @@ def _train(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> TrainRes
         optimizer, cfg.optim.schedule, cfg.optim.warmup_steps, total, cfg.optim.min_lr_ratio
     )
     scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype is torch.float16)
-    stopper = PlateauStopper(tcfg.patience, tcfg.min_delta, "min")
     ddp_model = (
         DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
         if info.enabled
         else model
     )
+    return Run(
+        cfg, info, device, autocast_dtype, run_dir, vocab, model, ddp_model, train_set, sampler,
+        train_loader, dev_sets, spec_augment, optimizer, scheduler, scaler, dropped,
+    )  # fmt: skip
 
-    # Resume -----------------------------------------------------------------------------------
-    epoch, position, step, skipped_steps = 0, 0, 0, 0
-    previous_stop = ""  # why a resumed run had stopped, reported again if nothing changed
-    last_results: dict[str, dict[str, float]] = {}
-    resume_path = resolve_resume(tcfg.resume, run_dir)
-    if resume_path is not None:
-        state = load_checkpoint(resume_path, map_location="cpu")
-        check_compatible(state, model, vocab, resume_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        stopper.load_state_dict(state["stopper"])
-        epoch, position, step = state["epoch"], state["sampler"]["position"], state["step"]
-        if state.get("stop_reason", "").startswith("plateau"):
-            previous_stop = state["stop_reason"]
-        skipped_steps = state.get("skipped_steps", 0)
-        last_results = state.get("dev_results", {})
-        rng = state["rng"]
-        set_rng_state(rng[info.rank] if info.rank < len(rng) else rng[0])
-        if info.is_main:
-            log.info("resumed from %s at epoch %d, step %d", resume_path, epoch, step)
 
-    def checkpoint_state(finished: bool = False, reason: str = "") -> dict:
-        """Everything to resume at (epoch, position); a collective call under DDP."""
-        rngs = D.gather_objects(rng_state())
-        return {
-            **model_state(model, vocab),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
-            "stopper": stopper.state_dict(),
-            "rng": rngs,
-            "epoch": epoch,
-            "step": step,
-            "sampler": {"epoch": epoch, "position": position},
-            "skipped_steps": skipped_steps,
-            "dev_results": last_results,
-            "config": asdict(cfg),
-            "finished": finished,
-            "stop_reason": reason,
-        }
+def resume(run: Run, st: RunState) -> None:
+    """Load model, optimiser, schedule, stopper, position and RNGs from a checkpoint, if asked."""
+    resume_path = resolve_resume(run.cfg.trainer.resume, run.run_dir)
+    if resume_path is None:
+        return
+    state = load_checkpoint(resume_path, map_location="cpu")
+    check_compatible(state, run.model, run.vocab, resume_path)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    st.stopper.load_state_dict(state["stopper"])
+    st.epoch, st.position, st.step = state["epoch"], state["sampler"]["position"], state["step"]
+    if state.get("stop_reason", "").startswith("plateau"):
+        st.previous_stop = state["stop_reason"]
+    st.skipped_steps = state.get("skipped_steps", 0)
+    st.last_results = state.get("dev_results", {})
+    rng = state["rng"]
+    set_rng_state(rng[run.info.rank] if run.info.rank < len(rng) else rng[0])
+    if run.info.is_main:
+        log.info("resumed from %s at epoch %d, step %d", resume_path, st.epoch, st.step)
 
-    with writing(run_dir / "metrics.csv"):
-        metrics = MetricsLogger(run_dir, tcfg.tensorboard) if info.is_main else None
-    started = time.monotonic()
-    stop_reason = ""
 
-    def run_eval_and_checkpoint() -> str:
-        """Evaluate on rank 0, update the plateau rule, save last/best; '' or a stop reason."""
-        nonlocal last_results
-        reason, improved = "", not dev_sets  # without dev sets, the latest model is the best
-        if info.is_main and dev_sets:
-            last_results = evaluate(model, dev_sets, vocab, device, autocast_dtype)
-            improved = stopper.update(monitored_value(last_results, tcfg.monitor))
-            with writing(metrics.path):
-                metrics.log(
-                    step,
-                    epoch,
-                    {f"dev/{n}/{k}": v for n, r in last_results.items() for k, v in r.items()},
-                )
-            summary = "  ".join(
-                f"{n}: loss {r['loss']:.3f} WER {100 * r['wer']:.1f}% CER {100 * r['cer']:.1f}%"
-                for n, r in last_results.items()
+def checkpoint_state(run: Run, st: RunState, finished: bool = False, reason: str = "") -> dict:
+    """Everything to resume at (epoch, position); a collective call under DDP."""
+    rngs = D.gather_objects(rng_state())
+    return {
+        **model_state(run.model, run.vocab),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "stopper": st.stopper.state_dict(),
+        "rng": rngs,
+        "epoch": st.epoch,
+        "step": st.step,
+        "sampler": {"epoch": st.epoch, "position": st.position},
+        "skipped_steps": st.skipped_steps,
+        "dev_results": st.last_results,
+        "config": asdict(run.cfg),
+        "finished": finished,
+        "stop_reason": reason,
+    }
+
+
+def train_step(run: Run, st: RunState, batch: Batch) -> bool:
+    """One optimisation step; False if it was skipped for a non-finite loss or gradient."""
+    device, autocast_dtype = run.device, run.autocast_dtype
+    batch = batch.to(device)
+    with torch.autocast(
+        device_type=device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
+    ):
+        log_probs, out_lengths = run.ddp_model(batch.waveforms, batch.lengths, run.spec_augment)
+    loss = ctc_loss(log_probs, out_lengths, batch)
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.unscale_(run.optimizer)
+    grad_norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.optim.grad_clip)
+    # Gradients are already averaged across ranks, so every rank takes the same branch.
+    finite = bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
+    if finite:
+        run.scaler.step(run.optimizer)
+        st.window.add(loss.item())
+    else:
+        log.warning("step %d: non-finite loss or gradient, step skipped", st.step)
+    run.scaler.update()
+    st.window.seconds += batch.seconds
+    return finite
+
+
+def log_progress(run: Run, st: RunState, bar: tqdm) -> None:
+    """Training loss, speed and learning rate since the last update; a collective under DDP."""
+    speed = D.all_reduce_sum(st.window.seconds, run.device) / st.window.elapsed()
+    lr = run.scheduler.get_last_lr()[0]
+    bar.set_postfix(loss=f"{st.window.mean:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{lr:.2e}")
+    if run.metrics is not None and st.window.n:
+        with writing(run.metrics.path):
+            run.metrics.log(
+                st.step,
+                st.epoch,
+                {
+                    "train/loss": st.window.mean,
+                    "train/audio_seconds_per_second": speed,
+                    "train/lr": lr,
+                },
             )
-            log.info("epoch %d step %d | %s%s", epoch, step, summary, " (best)" if improved else "")
-            if stopper.should_stop:
-                reason = (
-                    f"plateau: dev {tcfg.monitor} did not improve by {tcfg.min_delta} for "
-                    f"{tcfg.patience} evaluations (best {stopper.best:.4f})"
-                )
-        state_now = checkpoint_state()  # collective under DDP: every rank calls it
-        if info.is_main:
-            save_checkpoint(run_dir / "last.pt", state_now)
-            if improved:
-                save_checkpoint(run_dir / "best.pt", state_now)
-        return D.broadcast_object(reason)
+    st.window = _Window()
 
-    def train_step(batch: Batch) -> bool:
-        """One optimisation step; False if it was skipped for a non-finite loss or gradient."""
-        batch = batch.to(device)
-        with torch.autocast(
-            device_type=device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None
-        ):
-            log_probs, out_lengths = ddp_model(batch.waveforms, batch.lengths, spec_augment)
-        loss = ctc_loss(log_probs, out_lengths, batch)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-        # Gradients are already averaged across ranks, so every rank takes the same branch.
-        finite = bool(torch.isfinite(loss) and torch.isfinite(grad_norm))
-        if finite:
-            scaler.step(optimizer)
-            window.add(loss.item())
-        else:
-            log.warning("step %d: non-finite loss or gradient, step skipped", step)
-        scaler.update()
-        window.seconds += batch.seconds
-        return finite
 
-    # Epochs -----------------------------------------------------------------------------------
-    # (epoch, position) always name the next batch to train on; checkpoints store exactly that.
-    ddp_model.train()
-    while not stop_reason:
-        # Checked before each epoch too, so a resumed run that already reached a limit (or a
-        # plateau) stops at once, and raising the limit lets it go on.
-        if stopper.should_stop:
-            stop_reason = previous_stop or (
-                f"plateau already reached (best dev {tcfg.monitor} {stopper.best:.4f})"
+def evaluate_and_checkpoint(run: Run, st: RunState) -> str:
+    """Evaluate on rank 0, update the plateau rule, save last/best; '' or a stop reason."""
+    tcfg, dev_sets = run.cfg.trainer, run.dev_sets
+    reason, improved = "", not dev_sets  # without dev sets, the latest model is the best
+    if run.info.is_main and dev_sets:
+        st.last_results = evaluate(run.model, dev_sets, run.vocab, run.device, run.autocast_dtype)
+        improved = st.stopper.update(monitored_value(st.last_results, tcfg.monitor))
+        with writing(run.metrics.path):
+            run.metrics.log(
+                st.step,
+                st.epoch,
+                {f"dev/{n}/{k}": v for n, r in st.last_results.items() for k, v in r.items()},
             )
-        elif epoch >= tcfg.max_epochs:
-            stop_reason = f"max_epochs reached ({tcfg.max_epochs})"
-        elif tcfg.max_steps and step >= tcfg.max_steps:
-            stop_reason = f"max_steps reached ({tcfg.max_steps})"
-        if stop_reason:
-            break
-        sampler.set_epoch(epoch)
-        sampler.load_state_dict({"epoch": epoch, "position": position})
-        train_set.set_epoch(epoch)
-        bar = tqdm(
-            total=len(sampler),
-            initial=position,
-            desc=f"epoch {epoch}",
-            unit="batch",
-            disable=not (tcfg.progress and info.is_main),
-            dynamic_ncols=True,
+        summary = "  ".join(
+            f"{n}: loss {r['loss']:.3f} WER {100 * r['wer']:.1f}% CER {100 * r['cer']:.1f}%"
+            for n, r in st.last_results.items()
         )
-        window = _Window()
-        for batch in train_loader:
-            if len(batch):
-                skipped_steps += not train_step(batch)
-            else:  # every file in it became unreadable since start-up (single process only)
-                skipped_steps += 1
-            scheduler.step()
-            step += 1
-            position += 1
-            bar.update(1)
-            end_of_epoch = position == len(sampler)
-            if end_of_epoch:
-                epoch, position = epoch + 1, 0
+        log.info(
+            "epoch %d step %d | %s%s", st.epoch, st.step, summary, " (best)" if improved else ""
+        )
+        if st.stopper.should_stop:
+            reason = (
+                f"plateau: dev {tcfg.monitor} did not improve by {tcfg.min_delta} for "
+                f"{tcfg.patience} evaluations (best {st.stopper.best:.4f})"
+            )
+    state_now = checkpoint_state(run, st)  # collective under DDP: every rank calls it
+    if run.info.is_main:
+        save_checkpoint(run.run_dir / "last.pt", state_now)
+        if improved:
+            save_checkpoint(run.run_dir / "best.pt", state_now)
+    return D.broadcast_object(reason)
 
-            if step % tcfg.log_every_steps == 0 or end_of_epoch:
-                speed = D.all_reduce_sum(window.seconds, device) / window.elapsed()
-                lr = scheduler.get_last_lr()[0]
-                bar.set_postfix(
-                    loss=f"{window.mean:.3f}", audio_s_per_s=f"{speed:.0f}", lr=f"{lr:.2e}"
-                )
-                if metrics is not None and window.n:
-                    with writing(metrics.path):
-                        metrics.log(
-                            step,
-                            epoch,
-                            {
-                                "train/loss": window.mean,
-                                "train/audio_seconds_per_second": speed,
-                                "train/lr": lr,
-                            },
-                        )
-                window = _Window()
 
-            if (tcfg.eval_every_steps and step % tcfg.eval_every_steps == 0) or (
-                end_of_epoch and not tcfg.eval_every_steps
-            ):
-                stop_reason = run_eval_and_checkpoint()
-            elif tcfg.checkpoint_every_steps and step % tcfg.checkpoint_every_steps == 0:
-                state_now = checkpoint_state()
-                if info.is_main:
-                    save_checkpoint(run_dir / "last.pt", state_now)
-            if not stop_reason and tcfg.max_steps and step >= tcfg.max_steps:
-                stop_reason = f"max_steps reached ({tcfg.max_steps})"
-            minutes = (time.monotonic() - started) / 60
-            if not stop_reason and tcfg.max_time_minutes and minutes >= tcfg.max_time_minutes:
-                stop_reason = f"max_time reached ({tcfg.max_time_minutes:g} min)"
-            stop_reason = D.broadcast_object(stop_reason)
-            if stop_reason or end_of_epoch:
-                break
-        bar.close()
+def stop_rule(tcfg: TrainerConfig, st: RunState, *, at_epoch_start: bool) -> str:
+    """Why the run stops now, or ''.
 
-    # Wrap up ----------------------------------------------------------------------------------
+    At the start of an epoch: a plateau (found by a previous run), max_epochs or max_steps.
+    After a step: a plateau just found by evaluation, max_steps or max_time.
+    """
+    if st.stop_reason:
+        return st.stop_reason
+    if at_epoch_start and st.stopper.should_stop:
+        return st.previous_stop or (
+            f"plateau already reached (best dev {tcfg.monitor} {st.stopper.best:.4f})"
+        )
+    if at_epoch_start and st.epoch >= tcfg.max_epochs:
+        return f"max_epochs reached ({tcfg.max_epochs})"
+    if tcfg.max_steps and st.step >= tcfg.max_steps:
+        return f"max_steps reached ({tcfg.max_steps})"
+    minutes = (time.monotonic() - st.started) / 60
+    if not at_epoch_start and tcfg.max_time_minutes and minutes >= tcfg.max_time_minutes:
+        return f"max_time reached ({tcfg.max_time_minutes:g} min)"
+    return ""
+
+
+def wrap_up(run: Run, st: RunState) -> TrainResult:
+    """The final checkpoint, curves and result.json; checks every rank ended with one model."""
+    info, run_dir = run.info, run.run_dir
     # Under DDP every rank must end with the same weights; a mismatch is a bug worth shouting.
-    fingerprints = D.gather_objects(weights_fingerprint(model))
+    fingerprints = D.gather_objects(weights_fingerprint(run.model))
     if len(set(fingerprints)) > 1:
         log.error("ranks ended with different weights: %s", fingerprints)
-    final_state = checkpoint_state(finished=True, reason=stop_reason)
+    final_state = checkpoint_state(run, st, finished=True, reason=st.stop_reason)
     if info.is_main:
         save_checkpoint(run_dir / "last.pt", final_state)
-        log.info("stopped: %s", stop_reason)
-        with writing(metrics.path):
-            metrics.close()
+        log.info("stopped: %s", st.stop_reason)
+        with writing(run.metrics.path):
+            run.metrics.close()
         with writing(run_dir / "curves.png"):
             png = plot_curves(run_dir / "metrics.csv", run_dir / "curves.png")
         if png:
             log.info("curves: %s", png)
     result = TrainResult(
         run_dir=str(run_dir),
-        stop_reason=stop_reason,
-        epoch=epoch,
-        step=step,
-        best_metric=stopper.best,
-        dev=last_results,
-        dropped_infeasible=dropped,
-        skipped_steps=skipped_steps,
+        stop_reason=st.stop_reason,
+        epoch=st.epoch,
+        step=st.step,
+        best_metric=st.stopper.best,
+        dev=st.last_results,
+        dropped_infeasible=run.dropped,
+        skipped_steps=st.skipped_steps,
         rank_weight_fingerprints=fingerprints,
-        wall_minutes=round((time.monotonic() - started) / 60, 2),
+        wall_minutes=round((time.monotonic() - st.started) / 60, 2),
     )
     if info.is_main:
         with writing(run_dir / "result.json"):
