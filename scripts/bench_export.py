@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_infer import padded  # noqa: E402  (the same padded batches as bench_infer)
 from machine import load_average, write_results  # noqa: E402
 
 from stt.audio import SAMPLE_RATE, load_audio  # noqa: E402
@@ -45,14 +46,6 @@ from stt.transcribe import SHIPPED_MODEL, load_model  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("pytorch_fused", "torchscript", "onnx_fp32", "onnx_int8")
 FILES = {"torchscript": "model.ts", "onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx"}
-
-
-def padded(batch: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    lengths = torch.tensor([len(w) for w in batch])
-    out = torch.zeros(len(batch), int(lengths.max()))
-    for row, w in enumerate(batch):
-        out[row, : len(w)] = torch.from_numpy(w)
-    return out, lengths
 
 
 @torch.inference_mode()

@@ -18,10 +18,13 @@ SUBCOMMANDS = [
     ["data", "validate"],
     ["data", "import"],
     ["data", "split"],
+    ["data", "decode"],
     ["train"],
+    ["finetune"],
     ["eval"],
     ["lm", "build"],
     ["transcribe"],
+    ["export"],
     ["demo"],
 ]
 
