@@ -60,10 +60,11 @@ def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) 
     return out.numpy().astype(np.float32, copy=False)
 
 
-_SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
+"""What soundfile raises for a file it cannot decode (opening, or part way through)."""
 
 
-def _unreadable(path: Path, exc: Exception) -> AudioError:
+def unreadable_audio(path: str | Path, exc: Exception) -> AudioError:
     """A file that opened but failed part way through: damaged or cut short."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     reason = re.sub(r"^Error\s*:\s*", "", reason).rstrip(".")
@@ -131,7 +132,7 @@ def open_audio(path: str | Path) -> sf.SoundFile:
     try:
         with quiet_mpeg_notes(path):
             handle = sf.SoundFile(str(path))
-    except _SOUNDFILE_ERRORS as exc:
+    except SOUNDFILE_ERRORS as exc:
         raise _undecodable(path, exc) from None
     if handle.samplerate < MIN_SAMPLE_RATE:
         handle.close()
@@ -157,8 +158,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         try:
             with quiet_mpeg_notes(path):
                 data = handle.read(dtype="float32", always_2d=True)
-        except _SOUNDFILE_ERRORS as exc:
-            raise _unreadable(path, exc) from None
+        except SOUNDFILE_ERRORS as exc:
+            raise unreadable_audio(path, exc) from None
         rate = handle.samplerate
     if data.shape[0] == 0:
         raise AudioError(f"{path}: audio has zero samples")

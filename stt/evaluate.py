@@ -24,7 +24,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from stt.audio import SAMPLE_RATE, FileReader, open_soundfile
+from stt.audio import SAMPLE_RATE, SOUNDFILE_ERRORS, FileReader, open_soundfile, unreadable_audio
 from stt.checkpoint import read_model
 from stt.data.manifest import Utterance, iter_manifest_lines
 from stt.decoding import DecoderConfig, DecodeResult, build_decoder, save_tuned_decoder
@@ -126,9 +126,8 @@ class _CountedFile:
     def read(self, frames: int, **kwargs) -> np.ndarray:
         try:
             data = self._handle.read(frames, **kwargs)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AudioError(f"{self.path}: unreadable audio ({reason})") from None
+        except SOUNDFILE_ERRORS as exc:
+            raise unreadable_audio(self.path, exc) from None
         self.decoded += len(data)
         self.ended_early |= len(data) < frames
         return data

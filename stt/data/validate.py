@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from stt.audio import open_audio
+from stt.audio import SOUNDFILE_ERRORS, open_audio, unreadable_audio
 from stt.data.manifest import Utterance, iter_manifest_lines
 from stt.errors import AudioError, ManifestError
 from stt.text import Vocabulary
@@ -155,9 +154,8 @@ def decoded_seconds(path: str | Path) -> float:
                 if not np.isfinite(block).all():
                     raise AudioError(f"{path}: audio contains NaN or infinite sample values")
                 decoded += len(block)
-        except (sf.LibsndfileError, RuntimeError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AudioError(f"{path}: unreadable audio, truncated or corrupt ({reason})") from None
+        except SOUNDFILE_ERRORS as exc:
+            raise unreadable_audio(path, exc) from None
     if decoded == 0:
         raise AudioError(f"{path}: audio has zero samples")
     if 0 < promised and promised - decoded > _TRUNCATION_SLACK_SECONDS * rate:
