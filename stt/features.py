@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import numpy as np
 import torch
 import torchaudio.transforms as T
 from torch import nn
@@ -124,8 +125,14 @@ class MFCC(nn.Module):
         return feats * frame_mask, frame_lengths
 
 
+NORM_EPS = 1e-5
+"""Added to the variance before the square root in every normalisation: the per-utterance one
+here, its streamed statistics (:class:`UtteranceStats`), the running one, and the fused and
+exported copies of the model (``stt.fusion``, ``stt.portable``), which must all agree."""
+
+
 def normalize_per_utterance(
-    feats: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5
+    feats: torch.Tensor, mask: torch.Tensor, eps: float = NORM_EPS
 ) -> torch.Tensor:
     """Zero-mean, unit-variance per utterance and coefficient, over valid frames only.
 
@@ -139,7 +146,47 @@ def normalize_per_utterance(
     return (feats - mean) / torch.sqrt(var + eps)
 
 
-def normalize_running(feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+class UtteranceStats:
+    """The mean and standard deviation :func:`normalize_per_utterance` would use, gathered
+    piece by piece, so a file too long for one pass is normalised exactly as a whole-file pass.
+
+    Pieces are merged with Chan et al.'s parallel update (float64), which stays accurate for an
+    hour of frames where a running sum of squares would not.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: np.ndarray | None = None  # (n,)
+        self.m2: np.ndarray | None = None  # (n,) sum of squared deviations
+
+    def add(self, feats: np.ndarray) -> None:
+        """Fold in the raw features ``(n, frames)`` of the next piece."""
+        x = np.asarray(feats, dtype=np.float64)
+        n = x.shape[1]
+        if not n:
+            return
+        mean = x.mean(axis=1)
+        m2 = ((x - mean[:, None]) ** 2).sum(axis=1)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * n / total
+        self.m2 = self.m2 + m2 + delta**2 * self.count * n / total
+        self.count = total
+
+    def mean_std(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, std)``, each ``(n, 1)`` float32, the std with :data:`NORM_EPS` inside."""
+        if self.mean is None:
+            raise ValueError("no frames were added")
+        var = self.m2 / max(self.count, 1)
+        mean = torch.tensor(self.mean, dtype=torch.float32, device=device)[:, None]
+        std = torch.sqrt(torch.tensor(var, dtype=torch.float32, device=device) + NORM_EPS)
+        return mean, std[:, None]
+
+
+def normalize_running(feats: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
     """Normalise frame ``t`` by the mean and variance of frames ``0..t`` of its utterance.
 
     Causal, so a streaming front end that keeps three running sums (count, sum, sum of squares;
@@ -174,7 +221,7 @@ class RunningNormState:
         self.count = start
         return self
 
-    def __call__(self, feats: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    def __call__(self, feats: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
         """Normalise the next ``(batch, n, frames)`` chunk as the offline pass would."""
         x = feats.double()
         if self.total is None:

@@ -45,10 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stt.features import normalize_running
+from stt.features import NORM_EPS, normalize_running
 from stt.model import ChannelLayerNorm, MaskedBatchNorm1d, WaveNetCTC
-
-_NORM_EPS = 1e-5  # normalize_per_utterance's
 
 
 def _fold_norm(norm: nn.Module, weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -146,7 +144,7 @@ class _FusedFrontEnd(nn.Module):
         mode = self.config.normalize_mode
         if mode == "utterance":
             var, mean = torch.var_mean(feats, dim=0, keepdim=True, correction=0)
-            feats = (feats - mean) * torch.rsqrt(var + _NORM_EPS)
+            feats = (feats - mean) * torch.rsqrt(var + NORM_EPS)
         elif mode == "running":
             feats = normalize_running(feats.T).T
         return feats

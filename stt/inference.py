@@ -28,7 +28,7 @@ from tqdm import tqdm
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.data.sampler import make_batches
 from stt.errors import AudioError, ConfigError
-from stt.features import RunningNormState
+from stt.features import RunningNormState, UtteranceStats
 from stt.fusion import fused_for_inference
 from stt.model import WaveNetCTC
 from stt.silence import gate_silence
@@ -118,13 +118,6 @@ def infer_log_probs(
         bar.update(sum(durations[i] for i in batch))
     bar.close()
     return results  # type: ignore[return-value]
-
-
-# ---------------------------------------------------------------------------------------------
-# Long audio: overlapping windows, stitched frame by frame
-# ---------------------------------------------------------------------------------------------
-
-_NORM_EPS = 1e-5  # the eps of stt.features.normalize_per_utterance
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,26 +245,12 @@ def _feature_stats(model: WaveNetCTC, reader, plan: WindowPlan, device, progress
     """Mean and standard deviation ``(n_mfcc, 1)`` of the raw MFCC over all the audio: what
     the per-utterance normalisation of a whole-file pass would use."""
     mfcc = model.features.mfcc
-    count, mean, m2 = 0, None, None
+    stats = UtteranceStats()
     windows = plan.without_context().windows()
     for w in tqdm(windows, desc="features", unit="window", disable=not progress, leave=False):
         wave = torch.from_numpy(np.ascontiguousarray(reader.read(w.sample_start, w.sample_stop)))
-        x = mfcc(wave.to(device)[None].float())[0].double().cpu().numpy()  # (n_mfcc, frames)
-        n = x.shape[1]
-        mb = x.mean(axis=1)
-        m2b = ((x - mb[:, None]) ** 2).sum(axis=1)
-        if mean is None:
-            count, mean, m2 = n, mb, m2b
-            continue
-        total = count + n
-        delta = mb - mean
-        mean = mean + delta * n / total
-        m2 = m2 + m2b + delta**2 * count * n / total
-        count = total
-    var = m2 / max(count, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=device)[:, None]
-    std_t = torch.sqrt(torch.tensor(var, dtype=torch.float32, device=device) + _NORM_EPS)
-    return mean_t, std_t[:, None]
+        stats.add(mfcc(wave.to(device)[None].float())[0].double().cpu().numpy())
+    return stats.mean_std(device)
 
 
 @torch.inference_mode()

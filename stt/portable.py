@@ -24,10 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stt.features import FeatureConfig
+from stt.features import NORM_EPS, FeatureConfig
 from stt.fusion import FusedWaveNetCTC
 
-_NORM_EPS = 1e-5  # stt.features.normalize_per_utterance's
 _LOG_OFFSET = 1e-6  # torchaudio.transforms.MFCC's log_offset
 
 
@@ -95,13 +94,13 @@ class PortableMFCC(nn.Module):
             count = m.sum(dim=1, keepdim=True).clamp(min=1.0)
             mean = (x * m).sum(dim=1, keepdim=True) / count
             var = (((x - mean) * m) ** 2).sum(dim=1, keepdim=True) / count
-            feats = ((x - mean) / torch.sqrt(var + _NORM_EPS)).float()
+            feats = ((x - mean) / torch.sqrt(var + NORM_EPS)).float()
         elif self.mode == "running":  # stt.features.normalize_running, in float64 as there
             x = feats.double()
             count = torch.cumsum(torch.ones_like(x[:, :, :1]), dim=1)
             mean = torch.cumsum(x, dim=1) / count
             var = (torch.cumsum(x * x, dim=1) / count - mean * mean).clamp(min=0.0)
-            feats = ((x - mean) / torch.sqrt(var + _NORM_EPS)).float()
+            feats = ((x - mean) / torch.sqrt(var + NORM_EPS)).float()
         return feats * mask, frame_lengths
 
 

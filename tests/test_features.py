@@ -1,7 +1,15 @@
+import numpy as np
 import pytest
 import torch
 
-from stt.features import MFCC, FeatureConfig, RunningNormState, normalize_running
+from stt.features import (
+    MFCC,
+    FeatureConfig,
+    RunningNormState,
+    UtteranceStats,
+    normalize_per_utterance,
+    normalize_running,
+)
 
 
 def test_output_shape_is_batch_coefficients_frames():
@@ -87,3 +95,19 @@ def test_normalize_accepts_modes_and_the_old_booleans(value):
 def test_an_unknown_normalize_mode_is_refused():
     with pytest.raises(ValueError, match="features.normalize"):
         FeatureConfig(normalize="global")
+
+
+def test_utterance_stats_over_pieces_normalise_as_the_whole_utterance():
+    """Long files are normalised from statistics gathered window by window: they must equal
+    the whole-utterance normalisation, however the frames are cut."""
+    rng = np.random.default_rng(3)
+    feats = rng.normal(5.0, 3.0, size=(4, 1000)) * np.linspace(1, 4, 4)[:, None]
+    stats = UtteranceStats()
+    for piece in np.split(feats, [1, 300, 301, 777], axis=1):
+        stats.add(piece)
+    mean, std = stats.mean_std()
+    x = torch.from_numpy(feats).float()[None]
+    whole = normalize_per_utterance(x, torch.ones(1, 1, 1000, dtype=torch.bool))[0]
+    torch.testing.assert_close((x[0] - mean) / std, whole, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="no frames"):
+        UtteranceStats().mean_std()
