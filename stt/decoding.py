@@ -17,8 +17,8 @@ Both return a :class:`DecodeResult` per utterance with the same definitions:
   the acoustics did not favour. A word whose frames are all blank-dominated averages all its
   frames instead.
 
-The older :func:`greedy_decode` (batched torch tensors to strings) is what the trainer uses for
-its dev metrics.
+There is one greedy decoder: :meth:`GreedyDecoder.texts` is its text-only form for the trainer's
+batched dev metrics, and :class:`GreedyStream` its incremental form for live partials.
 
 Decoder settings live here too, resolved in one order by ``stt eval``, ``stt transcribe`` (with
 ``--stream`` too), :func:`stt.transcribe.load_model` and :func:`stt.streaming.load_streaming_model`
@@ -37,6 +37,7 @@ A whole :class:`DecoderConfig` given from Python is used as it is, with nothing 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import multiprocessing
 import os
@@ -184,35 +185,6 @@ class _WordScorer:
 # ---------------------------------------------------------------------------------------------
 
 
-def ctc_collapse(ids: list[int], blank_id: int = 0) -> list[int]:
-    """Merge repeated labels, then remove blanks: ``[a a _ a b b] -> [a a b]``."""
-    out: list[int] = []
-    previous = None
-    for i in ids:
-        if i != previous and i != blank_id:
-            out.append(i)
-        previous = i
-    return out
-
-
-def greedy_decode(
-    log_probs: torch.Tensor, lengths: torch.Tensor | None, vocab: Vocabulary
-) -> list[str]:
-    """Best path per utterance.
-
-    ``log_probs``: ``(batch, frames, vocab)``; ``lengths``: ``(batch,)`` valid frames or None.
-    Returns one string per utterance, with runs of spaces collapsed and trimmed.
-    """
-    best = log_probs.argmax(dim=-1).cpu()
-    if lengths is None:
-        lengths = torch.full((best.shape[0],), best.shape[1])
-    texts = []
-    for row, n in zip(best.tolist(), lengths.tolist(), strict=True):
-        text = vocab.decode(ctc_collapse(row[:n], vocab.blank_id))
-        texts.append(" ".join(text.split()))
-    return texts
-
-
 class GreedyDecoder:
     """Best path: the most likely label per frame, repeats merged, blanks dropped.
 
@@ -232,6 +204,26 @@ class GreedyDecoder:
             return DecodeResult("", [], [("", 0.0)])
         best = lp.argmax(axis=1)  # (frames,)
         score = float(np.take_along_axis(lp, best[:, None], axis=1).sum())
+        spans = self._spans(best)
+        text = " ".join(word for word, _ in spans)
+        words = self._scorer.words(lp, spans, frame_seconds)
+        return DecodeResult(text, words, [(text, score)])
+
+    def texts(self, log_probs: torch.Tensor, lengths: torch.Tensor | None = None) -> list[str]:
+        """Text only, for a padded batch ``(batch, frames, vocab)`` of ``lengths`` valid frames
+        (None: all): what :meth:`decode` gives, without timestamps, for the trainer's dev WER."""
+        best = log_probs.argmax(dim=-1).cpu().numpy()
+        if lengths is None:
+            lengths = torch.full((best.shape[0],), best.shape[1])
+        return [
+            " ".join(word for word, _ in self._spans(row[:n]))
+            for row, n in zip(best, lengths.tolist(), strict=True)
+        ]
+
+    def _spans(self, best: np.ndarray) -> list[tuple[str, tuple[int, int]]]:
+        """Words of the best path ``(frames,)`` of labels, with their ``[start, end)`` frames."""
+        if not best.shape[0]:
+            return []
         # Runs of equal labels; each non-blank run emits one character.
         run_start = np.flatnonzero(np.r_[True, best[1:] != best[:-1]])
         run_end = np.r_[run_start[1:], best.shape[0]]
@@ -242,13 +234,10 @@ class GreedyDecoder:
         letter = labels != self._space
         first = np.flatnonzero(letter & ~np.r_[False, letter[:-1]])
         last = np.flatnonzero(letter & ~np.r_[letter[1:], False])
-        spans = [
+        return [
             ("".join(self._tokens[labels[a : b + 1]]), (int(run_start[a]), int(run_end[b])))
             for a, b in zip(first.tolist(), last.tolist(), strict=True)
         ]
-        text = " ".join(word for word, _ in spans)
-        words = self._scorer.words(lp, spans, frame_seconds)
-        return DecodeResult(text, words, [(text, score)])
 
     def decode_batch(self, batch: list[np.ndarray], frame_seconds: float) -> list[DecodeResult]:
         return [self.decode(lp, frame_seconds) for lp in batch]
@@ -261,6 +250,111 @@ class GreedyDecoder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class GreedyStream:
+    """:class:`GreedyDecoder` run incrementally: the same best path, words, timestamps and
+    confidences, decoded as frames arrive (the live partials of :mod:`stt.streaming`);
+    ``tests/test_streaming.py`` pins the two equal on any chunking.
+
+    Keeps the finished words and, for the word being spoken, its characters and the log-probs of
+    its frames (its confidence needs them); nothing else grows. The open word's confidence is
+    summed incrementally, so a partial result costs the new frames only.
+    """
+
+    def __init__(self, vocab: Vocabulary, frame_seconds: float) -> None:
+        self.blank = vocab.blank_id
+        self.space = vocab.tokens.index(" ") if " " in vocab else -1
+        self.tokens = vocab.tokens
+        self.frame_seconds = frame_seconds
+        self.reset()
+
+    def reset(self) -> None:
+        self.words: list[Word] = []
+        self._words_text = ""  # " ".join of the finished words
+        self.frames = 0
+        self._previous = -1  # best label of the last frame
+        self._clear_word()
+
+    def _clear_word(self) -> None:
+        self._text = ""  # the open word ("": none)
+        self._last = -1  # its last character's label
+        self._start = 0  # its first frame
+        self._end = 0  # one past the last frame of its last character's run
+        self._rows: list[np.ndarray] = []  # its frames' log-probs, from _start on
+        self._voiced: list[bool] = []  # per frame: best label not the blank
+        self._ids: list[int] = []  # its distinct labels, sorted
+        self._scored_ids = 0  # how many of them the sums below are for
+        self._scored = 0  # frames summed below
+        self._sums = np.zeros(4)  # own posterior over voiced frames, their count; over all, count
+
+    @property
+    def open_frames(self) -> int:
+        """Frames of log-probs kept for the word being spoken."""
+        return len(self._rows)
+
+    def accept(self, log_probs: np.ndarray) -> bool:
+        """Decode ``(frames, vocab)`` more log-probs; True if a label was emitted."""
+        changed = False
+        for row, label in zip(log_probs, log_probs.argmax(axis=1).tolist(), strict=True):
+            t = self.frames
+            self.frames += 1
+            if label != self._previous and label != self.blank:  # a label is emitted
+                changed = True
+                if label == self.space:
+                    self._close()
+                else:
+                    if not self._text:
+                        self._start = t
+                    self._last = label
+                    self._text += self.tokens[label]
+                    if label not in self._ids:
+                        bisect.insort(self._ids, label)
+            if self._text:
+                self._rows.append(row)
+                self._voiced.append(label != self.blank)
+                if label == self._last:  # still in the run of the word's last character
+                    self._end = t + 1
+            self._previous = label
+        return changed
+
+    def _close(self) -> None:
+        if self._text:
+            self.words.append(self._open_word())
+            self._words_text += f" {self._text}" if self._words_text else self._text
+            self._clear_word()
+
+    def _open_word(self) -> Word:
+        """The word being spoken as it stands, scored as :class:`_WordScorer`:
+        the mean over its voiced frames of the best posterior among its own characters."""
+        ids = self._ids
+        if len(ids) != self._scored_ids:  # a new character: rescore the word's frames
+            self._scored_ids, self._scored, self._sums = len(ids), 0, np.zeros(4)
+        n = self._end - self._start
+        if n > self._scored:
+            own = np.exp(np.asarray(self._rows[self._scored : n])[:, ids]).max(axis=1)
+            voiced = np.asarray(self._voiced[self._scored : n])
+            self._sums += (own[voiced].sum(), voiced.sum(), own.sum(), len(own))
+            self._scored = n
+        own_voiced, n_voiced, own_all, n_all = self._sums
+        confidence = own_voiced / n_voiced if n_voiced else own_all / n_all
+        fs = self.frame_seconds
+        return Word(self._text, self._start * fs, self._end * fs, min(float(confidence), 1.0))
+
+    def finish(self) -> list[Word]:
+        """Close the open word; returns all the words."""
+        self._close()
+        return self.words
+
+    def current_words(self) -> list[Word]:
+        """The finished words and the open one (its characters so far)."""
+        return self.words + [self._open_word()] if self._text else list(self.words)
+
+    def text(self) -> str:
+        """The text so far: the words, the open one included, one space apart."""
+        if self._text and self._words_text:
+            return f"{self._words_text} {self._text}"
+        return self._words_text or self._text
 
 
 # ---------------------------------------------------------------------------------------------

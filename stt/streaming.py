@@ -40,7 +40,6 @@ Streaming runs on the CPU, in eval mode (dropout off), one stream per object.
 
 from __future__ import annotations
 
-import bisect
 import math
 import os
 import sys
@@ -58,7 +57,14 @@ from torch import Tensor
 
 from stt.audio import SAMPLE_RATE, FileReader, load_audio, open_soundfile
 from stt.checkpoint import read_model
-from stt.decoding import ChunkDecoder, DecoderConfig, Word, build_decoder, resolve_decoder
+from stt.decoding import (
+    ChunkDecoder,
+    DecoderConfig,
+    GreedyStream,
+    Word,
+    build_decoder,
+    resolve_decoder,
+)
 from stt.errors import AudioError, ConfigError
 from stt.features import RunningNormState
 from stt.model import ChannelLayerNorm, NoNorm, WaveNetCTC
@@ -349,115 +355,6 @@ def _as_float32(samples: np.ndarray | Tensor) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# Incremental greedy decoding
-# ---------------------------------------------------------------------------------------------
-
-
-class GreedyStream:
-    """Best-path decoding one frame at a time, with the words, timestamps and confidences
-    :class:`stt.decoding.GreedyDecoder` gives for all the frames at once.
-
-    Keeps the finished words and, for the word being spoken, its characters and the log-probs of
-    its frames (its confidence needs them); nothing else grows. The open word's confidence is
-    summed incrementally, so a partial result costs the new frames only.
-    """
-
-    def __init__(self, vocab: Vocabulary, frame_seconds: float) -> None:
-        self.blank = vocab.blank_id
-        self.space = vocab.tokens.index(" ") if " " in vocab else -1
-        self.tokens = vocab.tokens
-        self.frame_seconds = frame_seconds
-        self.reset()
-
-    def reset(self) -> None:
-        self.words: list[Word] = []
-        self._words_text = ""  # " ".join of the finished words
-        self.frames = 0
-        self._previous = -1  # best label of the last frame
-        self._clear_word()
-
-    def _clear_word(self) -> None:
-        self._text = ""  # the open word ("": none)
-        self._last = -1  # its last character's label
-        self._start = 0  # its first frame
-        self._end = 0  # one past the last frame of its last character's run
-        self._rows: list[np.ndarray] = []  # its frames' log-probs, from _start on
-        self._voiced: list[bool] = []  # per frame: best label not the blank
-        self._ids: list[int] = []  # its distinct labels, sorted
-        self._scored_ids = 0  # how many of them the sums below are for
-        self._scored = 0  # frames summed below
-        self._sums = np.zeros(4)  # own posterior over voiced frames, their count; over all, count
-
-    @property
-    def open_frames(self) -> int:
-        """Frames of log-probs kept for the word being spoken."""
-        return len(self._rows)
-
-    def accept(self, log_probs: np.ndarray) -> bool:
-        """Decode ``(frames, vocab)`` more log-probs; True if a label was emitted."""
-        changed = False
-        for row, label in zip(log_probs, log_probs.argmax(axis=1).tolist(), strict=True):
-            t = self.frames
-            self.frames += 1
-            if label != self._previous and label != self.blank:  # a label is emitted
-                changed = True
-                if label == self.space:
-                    self._close()
-                else:
-                    if not self._text:
-                        self._start = t
-                    self._last = label
-                    self._text += self.tokens[label]
-                    if label not in self._ids:
-                        bisect.insort(self._ids, label)
-            if self._text:
-                self._rows.append(row)
-                self._voiced.append(label != self.blank)
-                if label == self._last:  # still in the run of the word's last character
-                    self._end = t + 1
-            self._previous = label
-        return changed
-
-    def _close(self) -> None:
-        if self._text:
-            self.words.append(self._open_word())
-            self._words_text += f" {self._text}" if self._words_text else self._text
-            self._clear_word()
-
-    def _open_word(self) -> Word:
-        """The word being spoken as it stands, scored as :class:`stt.decoding._WordScorer`:
-        the mean over its voiced frames of the best posterior among its own characters."""
-        ids = self._ids
-        if len(ids) != self._scored_ids:  # a new character: rescore the word's frames
-            self._scored_ids, self._scored, self._sums = len(ids), 0, np.zeros(4)
-        n = self._end - self._start
-        if n > self._scored:
-            own = np.exp(np.asarray(self._rows[self._scored : n])[:, ids]).max(axis=1)
-            voiced = np.asarray(self._voiced[self._scored : n])
-            self._sums += (own[voiced].sum(), voiced.sum(), own.sum(), len(own))
-            self._scored = n
-        own_voiced, n_voiced, own_all, n_all = self._sums
-        confidence = own_voiced / n_voiced if n_voiced else own_all / n_all
-        fs = self.frame_seconds
-        return Word(self._text, self._start * fs, self._end * fs, min(float(confidence), 1.0))
-
-    def finish(self) -> list[Word]:
-        """Close the open word; returns all the words."""
-        self._close()
-        return self.words
-
-    def current_words(self) -> list[Word]:
-        """The finished words and the open one (its characters so far)."""
-        return self.words + [self._open_word()] if self._text else list(self.words)
-
-    def text(self) -> str:
-        """The text so far: the words, the open one included, one space apart."""
-        if self._text and self._words_text:
-            return f"{self._words_text} {self._text}"
-        return self._words_text or self._text
-
-
-# ---------------------------------------------------------------------------------------------
 # The transcriber
 # ---------------------------------------------------------------------------------------------
 
@@ -729,7 +626,6 @@ def transcribe_stream(
 
 
 __all__ = [
-    "GreedyStream",
     "Partial",
     "StreamingEncoder",
     "StreamingTranscriber",

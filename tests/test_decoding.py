@@ -14,7 +14,6 @@ from stt.decoding import (
     DecoderConfig,
     GreedyDecoder,
     build_decoder,
-    greedy_decode,
     load_tuned_decoder,
     pyctcdecode_labels,
     resolve_decoder,
@@ -79,10 +78,20 @@ def test_greedy_merges_repeats_and_drops_blanks():
     assert [w.word for w in result.words] == ["hello", "world"]
 
 
-def test_greedy_text_matches_the_trainers_greedy_decode():
+def test_greedy_texts_of_a_padded_batch_match_decode_of_each_valid_part():
+    """The trainer's batched text-only form is the same decoder: padding frames are ignored."""
     matrices = [ctc_like(seed, 120) for seed in range(5)]
-    expected = greedy_decode(torch.from_numpy(np.stack(matrices)), None, VOCAB)
-    assert [GreedyDecoder(VOCAB).decode(m, FS).text for m in matrices] == expected
+    lengths = torch.tensor([120, 97, 60, 1, 0])
+    texts = GreedyDecoder(VOCAB).texts(torch.from_numpy(np.stack(matrices)), lengths)
+    expected = [
+        GreedyDecoder(VOCAB).decode(m[:n], FS).text
+        for m, n in zip(matrices, lengths.tolist(), strict=True)
+    ]
+    assert texts == expected
+    assert texts[-1] == ""
+    assert GreedyDecoder(VOCAB).texts(
+        torch.from_numpy(frames("_hh_e_ll_l_oo_ _", "w_oo_rr_l_d"))[None]
+    ) == ["hello world"]
 
 
 def test_greedy_n_best_is_its_text_scored_by_the_best_path_log_probs():

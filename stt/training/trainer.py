@@ -47,7 +47,7 @@ from stt.data.dataset import (
 )
 from stt.data.manifest import Utterance, read_manifest
 from stt.data.sampler import DurationBucketSampler
-from stt.decoding import greedy_decode
+from stt.decoding import GreedyDecoder
 from stt.errors import AudioError, CheckpointError, ConfigError, STTError
 from stt.metrics import error_counts
 from stt.model import WaveNetCTC
@@ -327,7 +327,7 @@ def evaluate(
                 loss_sum += loss.item()
                 n_batches += 1
             refs += batch.texts
-            hyps += greedy_decode(log_probs, out_lengths, vocab)
+            hyps += GreedyDecoder(vocab).texts(log_probs, out_lengths)
         if not refs:
             raise ConfigError(f"dev set {dev.name} has no utterance that can be scored")
         counts = error_counts(refs, hyps)
