@@ -38,11 +38,12 @@ A whole :class:`DecoderConfig` given from Python is used as it is, with nothing 
 from __future__ import annotations
 
 import bisect
+import copy
 import logging
 import multiprocessing
 import os
 import weakref
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, Protocol
@@ -499,6 +500,14 @@ class BeamSearchDecoder:
         self._scorer = _WordScorer(vocab)
         self._resources = _Resources(_build_ctc_decoder(vocab, config))
         self._finalizer = weakref.finalize(self, self._resources.release)
+
+    def with_hotwords(self, hotwords: list[str]) -> BeamSearchDecoder:
+        """This decoder with other hotwords (a server's per-request ``prompt``), sharing its
+        LM and worker pool: nothing is rebuilt. The copy is valid while this one is open."""
+        view = copy.copy(self)
+        view.config = replace(self.config, hotwords=list(hotwords))
+        view._hotwords = [h for h in (normalize_text(w) for w in hotwords) if h]
+        return view
 
     @property
     def pool(self) -> Pool | None:

@@ -58,6 +58,7 @@ from torch import Tensor
 from stt.audio import SAMPLE_RATE, FileReader, load_audio, open_soundfile
 from stt.checkpoint import read_model
 from stt.decoding import (
+    BeamSearchDecoder,
     ChunkDecoder,
     DecoderConfig,
     GreedyStream,
@@ -380,6 +381,8 @@ class StreamingTranscriber:
     with an LM, which then restarts at pauses) and starts a new utterance; :meth:`reset` drops
     the current one. Use as a context manager (or :meth:`close`) to free a beam decoder.
 
+    ``shared_beam``: one beam decoder (its LM loaded once) for many streams, as a server has;
+    ``decoder`` must then describe it.
     ``max_pending_seconds``: the most log-probs a beam-search final decode keeps undecoded
     (``min_pending_seconds``: decoded in pieces of at least this long, cut between words).
     ``max_pause``, ``max_segment_seconds``, ``max_segment_words``: subtitle segments of the
@@ -403,6 +406,7 @@ class StreamingTranscriber:
         max_segment_words: int = 12,
         threads: int | None = 1,
         gate: bool = True,
+        shared_beam: BeamSearchDecoder | None = None,
     ) -> None:
         if model.vocab_size != len(vocab):
             raise ConfigError(
@@ -415,8 +419,8 @@ class StreamingTranscriber:
         self.gate = StreamGate(frame_samples) if gate else None
         self.decoder_config = decoder if decoder is not None else DecoderConfig()
         self.greedy = GreedyStream(vocab, self.frame_seconds)
-        self._beam = None
-        if self.decoder_config.kind != "greedy":
+        self._beam, self._owns_beam = shared_beam, shared_beam is None
+        if shared_beam is None and self.decoder_config.kind != "greedy":
             self._beam = build_decoder(vocab, self.decoder_config, workers=1)
         self._pending = (min_pending_seconds, max_pending_seconds)
         self._segments = (max_pause, max_segment_seconds, max_segment_words)
@@ -482,7 +486,8 @@ class StreamingTranscriber:
         return Partial(text, self.greedy.current_words(), self.encoder.seconds, changed)
 
     def close(self) -> None:
-        if self._beam is not None:
+        """Free the beam decoder this transcriber built (a shared one stays open)."""
+        if self._beam is not None and self._owns_beam:
             self._beam.close()
 
     def __enter__(self) -> StreamingTranscriber:

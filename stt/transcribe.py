@@ -34,7 +34,14 @@ from tqdm import tqdm
 
 from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, FileReader, load_audio, open_soundfile
 from stt.checkpoint import read_model
-from stt.decoding import ChunkDecoder, DecoderConfig, Word, build_decoder, resolve_decoder
+from stt.decoding import (
+    BeamSearchDecoder,
+    ChunkDecoder,
+    DecoderConfig,
+    Word,
+    build_decoder,
+    resolve_decoder,
+)
 from stt.errors import AudioError, ConfigError, ManifestError, STTError
 from stt.inference import (
     ArrayReader,
@@ -117,15 +124,21 @@ class Transcriber:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def transcribe(self, audio: str | Path | np.ndarray, progress: bool = False) -> Transcript:
+    def transcribe(
+        self,
+        audio: str | Path | np.ndarray,
+        progress: bool = False,
+        hotwords: list[str] | None = None,
+    ) -> Transcript:
         """Transcribe a file (any format soundfile reads, any rate) or a float32 16 kHz mono
-        waveform ``(samples,)``. Silence gives an empty transcript.
+        waveform ``(samples,)``. Silence gives an empty transcript. ``hotwords`` replace the
+        configured ones for this call (beam search only; a greedy decoder has no use for them).
 
         Raises:
             AudioError: the file is missing, empty, unreadable or holds unusable samples.
         """
         duration, chunks, streamed = self._log_prob_chunks(audio, progress)
-        decoder = self._chunk_decoder(streamed)
+        decoder = self._chunk_decoder(streamed, hotwords)
         for chunk in chunks:
             decoder.feed(chunk)
         text, words = decoder.finish()
@@ -174,10 +187,13 @@ class Transcriber:
     def _window_samples(self) -> int:
         return int(self.window_seconds * SAMPLE_RATE)
 
-    def _chunk_decoder(self, streamed: bool) -> ChunkDecoder:
+    def _chunk_decoder(self, streamed: bool, hotwords: list[str] | None = None) -> ChunkDecoder:
         c = self.decoder_config
+        decoder = self.decoder
+        if hotwords is not None and isinstance(decoder, BeamSearchDecoder):
+            decoder = decoder.with_hotwords(hotwords)
         return ChunkDecoder(
-            self.decoder, self.vocab, self.frame_seconds, beam=c.kind == "beam",
+            decoder, self.vocab, self.frame_seconds, beam=c.kind == "beam",
             token_min_logp=c.token_min_logp,
             min_pending_seconds=self.window_seconds / 2 if streamed else math.inf,
         )  # fmt: skip

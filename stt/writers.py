@@ -1,6 +1,7 @@
 """Transcript files: plain text, JSON, SubRip (.srt), WebVTT (.vtt) and Whisper-style TSV.
 
-Every writer takes a :class:`stt.transcript.Transcript` and a path, and writes atomically (a
+Every formatter turns a :class:`stt.transcript.Transcript` into text (:data:`FORMATTERS`); every
+writer takes a transcript and a path, and writes atomically (a
 temporary file in the same folder, flushed and renamed), so an interrupted run never leaves a
 half-written file where a complete one was.
 """
@@ -45,45 +46,84 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def write_txt(transcript: Transcript, path: str | Path) -> Path:
+def format_txt(transcript: Transcript) -> str:
     """One line per segment (nothing for silence)."""
-    return _atomic_write(path, "".join(f"{_one_line(s.text)}\n" for s in transcript.segments))
+    return "".join(f"{_one_line(s.text)}\n" for s in transcript.segments)
 
 
-def write_json(transcript: Transcript, path: str | Path) -> Path:
+def format_json(transcript: Transcript) -> str:
     """:meth:`Transcript.to_dict`: text, duration, segments and words (word, start, end,
     confidence), times in seconds."""
-    text = json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2)
-    return _atomic_write(path, text + "\n")
+    return json.dumps(transcript.to_dict(), ensure_ascii=False, indent=2) + "\n"
 
 
-def write_srt(transcript: Transcript, path: str | Path) -> Path:
+def format_srt(transcript: Transcript) -> str:
     """SubRip: numbered cues from 1, ``HH:MM:SS,mmm --> HH:MM:SS,mmm``, blank-line separated."""
     cues = [
         f"{i}\n{format_timestamp(s.start)} --> {format_timestamp(s.end)}\n{_one_line(s.text)}\n"
         for i, s in enumerate(transcript.segments, start=1)
     ]
-    return _atomic_write(path, "\n".join(cues))
+    return "\n".join(cues)
 
 
-def write_vtt(transcript: Transcript, path: str | Path) -> Path:
+def format_vtt(transcript: Transcript) -> str:
     """WebVTT: a ``WEBVTT`` header, then ``HH:MM:SS.mmm --> HH:MM:SS.mmm`` cues."""
     cues = [
         f"{format_timestamp(s.start, '.')} --> {format_timestamp(s.end, '.')}\n"
         f"{_one_line(s.text)}\n\n"
         for s in transcript.segments
     ]
-    return _atomic_write(path, "WEBVTT\n\n" + "".join(cues))
+    return "WEBVTT\n\n" + "".join(cues)
 
 
-def write_tsv(transcript: Transcript, path: str | Path) -> Path:
+def format_tsv(transcript: Transcript) -> str:
     """Like Whisper's: a ``start end text`` header, then one row per segment, times in integer
     milliseconds, tab-separated."""
     rows = ["start\tend\ttext\n"] + [
         f"{round(1000 * s.start)}\t{round(1000 * s.end)}\t{_one_line(s.text)}\n"
         for s in transcript.segments
     ]
-    return _atomic_write(path, "".join(rows))
+    return "".join(rows)
+
+
+FORMATTERS: dict[str, Callable[[Transcript], str]] = {
+    "txt": format_txt,
+    "json": format_json,
+    "srt": format_srt,
+    "vtt": format_vtt,
+    "tsv": format_tsv,
+}
+"""Each format as text: the files below, and the server's responses (:mod:`stt.serve`)."""
+
+
+def write_transcript(transcript: Transcript, path: str | Path, fmt: str) -> Path:
+    """Write ``transcript`` to ``path`` in format ``fmt`` (one of :data:`FORMATS`)."""
+    return _atomic_write(path, FORMATTERS[fmt](transcript))
+
+
+def write_txt(transcript: Transcript, path: str | Path) -> Path:
+    """:func:`format_txt` to ``path``."""
+    return write_transcript(transcript, path, "txt")
+
+
+def write_json(transcript: Transcript, path: str | Path) -> Path:
+    """:func:`format_json` to ``path``."""
+    return write_transcript(transcript, path, "json")
+
+
+def write_srt(transcript: Transcript, path: str | Path) -> Path:
+    """:func:`format_srt` to ``path``."""
+    return write_transcript(transcript, path, "srt")
+
+
+def write_vtt(transcript: Transcript, path: str | Path) -> Path:
+    """:func:`format_vtt` to ``path``."""
+    return write_transcript(transcript, path, "vtt")
+
+
+def write_tsv(transcript: Transcript, path: str | Path) -> Path:
+    """:func:`format_tsv` to ``path``."""
+    return write_transcript(transcript, path, "tsv")
 
 
 WRITERS: dict[str, Callable[[Transcript, str | Path], Path]] = {
