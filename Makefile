@@ -11,7 +11,7 @@ setup:
 	bash scripts/setup.sh
 
 setup-dev:
-	bash scripts/setup.sh dev,onnx
+	bash scripts/setup.sh dev,onnx,serve,serve-test
 
 lint: setup-dev
 	.venv/bin/ruff check stt tests scripts

@@ -53,6 +53,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("jobs", ["transcript", "transcribe", "streaming", "evaluate", "report", "export"]),
     ("training", ["training.*"]),
     ("front ends", ["demo", "writers"]),
+    ("server", ["serve.*"]),
     ("command line", ["cli", "__main__", "__init__"]),
 ]
 

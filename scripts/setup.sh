@@ -14,6 +14,9 @@ cd "$(dirname "$0")/.."
 EXTRAS="${1:-}"
 PYTHON="${PYTHON:-python3}"
 APT_PACKAGES=(espeak-ng flite fortunes fortunes-min wordnet-base)
+if [[ ",$EXTRAS," == *",serve-test,"* ]]; then
+  APT_PACKAGES+=(chromium)  # tests/test_serve_page.py drives Debian's chromium with Playwright
+fi
 KENLM_BUILD_PACKAGES=(cmake make g++ libboost-program-options-dev libboost-system-dev
   libboost-thread-dev libboost-test-dev zlib1g-dev libbz2-dev liblzma-dev)
 if ! bash scripts/build_kenlm.sh --check; then

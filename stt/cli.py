@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lm_parser(sub)
     add_transcribe_parser(sub)
     add_export_parser(sub)
+    add_serve_parser(sub)
     add_demo_parser(sub)
     return parser
 
@@ -826,6 +827,86 @@ def cmd_export(args: argparse.Namespace) -> int:
     for path in result.files():
         print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+def add_serve_parser(sub: argparse._SubParsersAction) -> None:
+    """`stt serve`."""
+    serve = sub.add_parser(
+        "serve",
+        help="a private speech-to-text server: OpenAI-compatible API, live streams, web page",
+        description=(
+            "Serve the model on this machine: POST /v1/audio/transcriptions (OpenAI's Whisper "
+            "API: point an openai client at base_url http://HOST:PORT/v1), GET /v1/models, "
+            "GET /health, live transcription over the WebSocket /v1/stream (16 kHz s16le "
+            "PCM in, partial and final JSON out), a web page at / (microphone or file), and "
+            "with --wyoming the Wyoming protocol for Home Assistant. Listens on 127.0.0.1 "
+            "only unless --host and --allow-remote say otherwise. Needs the serve extra: "
+            "pip install 'wavenet-stt[serve]'."
+        ),
+        epilog=EPILOG_OVERRIDES + " E.g. pause_seconds=1.2 queue=32 (see conf/serve.yaml).",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    serve.add_argument(
+        "--allow-remote", action="store_true",
+        help="needed for a --host other machines can reach; set --api-key too",
+    )  # fmt: skip
+    serve.add_argument("--model", metavar="CHECKPOINT", help="default: the shipped model")
+    serve.add_argument(
+        "--streaming-model", metavar="CHECKPOINT",
+        help="causal model for /v1/stream (default: the shipped one; none: no live streams)",
+    )  # fmt: skip
+    serve.add_argument("--device", help="cpu, cuda or auto, for the offline model (cpu)")
+    serve.add_argument(
+        "--api-key", metavar="KEY",
+        help="require 'Authorization: Bearer KEY' on every endpoint but /health "
+        "(default: $STT_API_KEY if set)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-upload-mb", type=float, help="larger uploads get 413 before being read (100)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="threads running file transcriptions (2); more queue"
+    )
+    serve.add_argument(
+        "--wyoming", metavar="URI",
+        help="also serve Home Assistant's Wyoming protocol at tcp://HOST:PORT (e.g. "
+        "tcp://127.0.0.1:10300)",
+    )  # fmt: skip
+    _add_overrides(serve, "serve")
+    serve.set_defaults(func=cmd_serve)
+
+
+SERVE_FLAGS = {
+    "host": "host",
+    "port": "port",
+    "allow_remote": "allow_remote=true",
+    "model": "model",
+    "streaming_model": "streaming_model",
+    "device": "device",
+    "api_key": "api_key='{}'",
+    "max_upload_mb": "max_upload_mb",
+    "workers": "workers",
+    "wyoming": "wyoming='{}'",
+}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stt.config import compose, to_dataclass
+
+    try:
+        from stt.serve.main import run
+    except ImportError as exc:
+        raise ConfigError(
+            f"stt serve needs the serve extra ({exc.name} is missing): "
+            "pip install 'wavenet-stt[serve]'"
+        ) from None
+    from stt.serve.config import ServeConfig
+
+    if args.api_key is None and os.environ.get("STT_API_KEY"):
+        args.api_key = os.environ["STT_API_KEY"]
+    overrides = flag_overrides(args, SERVE_FLAGS) + list(args.overrides)
+    return run(to_dataclass(compose("serve", overrides), ServeConfig))
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:

@@ -25,6 +25,7 @@ SUBCOMMANDS = [
     ["lm", "build"],
     ["transcribe"],
     ["export"],
+    ["serve"],
     ["demo"],
 ]
 
@@ -122,3 +123,35 @@ def test_multirun_without_a_listable_sweep_is_a_config_error():
         sweep_grid(["decoder.alpha=0.5"])
     with pytest.raises(ConfigError, match="cannot list the values"):
         sweep_grid(["decoder.alpha=interval(0,1)"])
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--host", "0.0.0.0"], "--allow-remote"),
+        (["--port", "70000"], "--port must be 0-65535"),
+        (["--wyoming", "http://x"], "--wyoming must be tcp://HOST:PORT"),
+        (["--model", "no/such/model.pt"], "no/such/model.pt"),
+        (["--workers", "0"], "--workers must be at least 1"),
+    ],
+)
+def test_serve_refuses_bad_settings_in_one_line_before_listening(args, words):
+    result = stt("serve", *args)
+    assert result.returncode == 1
+    assert result.stderr.startswith("stt: error:") and words in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_serve_on_a_port_in_use_is_one_line_before_loading_anything():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = stt("serve", "--port", str(port), "--wyoming", "tcp://127.0.0.1:1")
+    assert result.returncode == 1
+    assert (
+        result.stderr == f"stt: error: cannot listen on 127.0.0.1:{port} (--host/--port): "
+        "Address already in use\n"
+    )

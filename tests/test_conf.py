@@ -17,6 +17,7 @@ from stt.config import compose, conf_dir, to_dataclass
 from stt.data.synth import SynthConfig
 from stt.decoding import DecoderConfig
 from stt.evaluate import EvalConfig
+from stt.serve.config import ServeConfig
 from stt.training.config import TrainConfig
 from stt.transcribe import TranscribeConfig
 
@@ -27,6 +28,7 @@ JOBS: dict[str, type] = {
     "finetune": TrainConfig,
     "eval": EvalConfig,
     "transcribe": TranscribeConfig,
+    "serve": ServeConfig,
 }
 
 # `???` values: mandatory, so the bare YAML cannot build; the CLI always fills them.

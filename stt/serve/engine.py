@@ -1,0 +1,153 @@
+"""The bounded pools every endpoint runs its transcriptions in.
+
+One :class:`Engine` serves the HTTP API, the WebSocket streams and the Wyoming server alike: it
+holds the offline transcriber (files and Wyoming utterances) and a factory of live-stream
+transcribers (the causal model and one shared beam decoder, so the LM is loaded once, not once
+per connection). The event loop never runs a model: work goes to thread pools, one for whole
+files and one for stream chunks, so a burst of uploads cannot stall live partials. Admission is
+bounded: past ``workers + queue`` files in flight, :class:`Busy` tells the caller to answer 503
+with ``Retry-After`` rather than let a queue grow without limit.
+
+The engine knows its transcribers only by the narrow interface below (:class:`FileTranscriber`),
+so the protocol modules that hold an engine never import the model code; the models are loaded
+by :mod:`stt.serve.models`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+import torch
+
+from stt.errors import ConfigError
+from stt.version import __version__
+
+T = TypeVar("T")
+
+MODEL_ID = "wavenet-stt"
+"""The id ``GET /v1/models`` lists; names OpenAI clients send are accepted as aliases of it."""
+
+MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+
+
+class Busy(Exception):
+    """Too many requests in flight: answer 503 and ask the client to come back later."""
+
+    def __init__(self, retry_after: int = 1) -> None:
+        super().__init__("the server is busy: too many transcriptions in flight, retry later")
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What ``/v1/models``, ``/health`` and Wyoming's ``info`` say about the models."""
+
+    model_id: str
+    model_path: str
+    decoder: str
+    streaming_model_path: str | None
+    version: str = __version__
+
+
+class FileTranscriber(Protocol):
+    """What the engine needs of :class:`stt.transcribe.Transcriber`."""
+
+    def transcribe(
+        self, audio: Any, progress: bool = False, hotwords: list[str] | None = None
+    ) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class Engine:
+    """Runs transcriptions off the event loop, within bounds.
+
+    ``transcriber``: the offline model. ``stream_factory``: makes one
+    :class:`~stt.streaming.StreamingTranscriber` per live stream (None: no streaming model, and
+    ``/v1/stream`` says so). ``workers``: threads for whole files; ``queue``: how many more may
+    wait before :class:`Busy`; ``stream_workers``: threads for stream chunks.
+    """
+
+    def __init__(
+        self,
+        transcriber: FileTranscriber,
+        stream_factory: Callable[[], Any] | None,
+        info: EngineInfo,
+        workers: int = 2,
+        queue: int = 16,
+        stream_workers: int = 2,
+    ) -> None:
+        if workers < 1 or stream_workers < 1:
+            raise ConfigError(f"--workers must be at least 1, got {min(workers, stream_workers)}")
+        if queue < 0:
+            raise ConfigError(f"the queue limit must be >= 0, got {queue}")
+        self.transcriber = transcriber
+        self.stream_factory = stream_factory
+        self.info = info
+        self.workers, self.queue = workers, queue
+        self._files = ThreadPoolExecutor(workers, thread_name_prefix="stt-file")
+        # A chunk's matrices are too small to split over threads: one torch thread each.
+        self._streams = ThreadPoolExecutor(
+            stream_workers, thread_name_prefix="stt-stream", initializer=torch.set_num_threads,
+            initargs=(1,),
+        )  # fmt: skip
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self.open_streams = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Files being transcribed or waiting for a worker."""
+        return self._in_flight
+
+    async def transcribe(
+        self, audio: str | Path | np.ndarray, hotwords: list[str] | None = None
+    ) -> Any:
+        """Transcribe a file or 16 kHz waveform in the file pool: its
+        :class:`~stt.transcript.Transcript`.
+
+        Raises:
+            Busy: ``workers + queue`` transcriptions are already in flight.
+            AudioError: the audio cannot be decoded or holds unusable samples.
+        """
+        with self._lock:
+            if self._in_flight >= self.workers + self.queue:
+                raise Busy()
+            self._in_flight += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._files, lambda: self.transcriber.transcribe(audio, hotwords=hotwords)
+            )
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def open_stream(self) -> Any:
+        """A new live stream's :class:`~stt.streaming.StreamingTranscriber`.
+
+        Raises:
+            ConfigError: the server has no streaming model."""
+        if self.stream_factory is None:
+            raise ConfigError(
+                "this server has no streaming model: start it with --streaming-model CHECKPOINT "
+                "of a causal model"
+            )
+        return self.stream_factory()
+
+    async def in_stream_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` (a stream's chunk or final decode) in the stream pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._streams, fn, *args)
+
+    def close(self) -> None:
+        """Stop the pools (waiting for running work) and free the decoders."""
+        self._files.shutdown(wait=True, cancel_futures=True)
+        self._streams.shutdown(wait=True, cancel_futures=True)
+        self.transcriber.close()
