@@ -1,5 +1,5 @@
 # The README's two commands: `make demo` (set up + the main job) and `make test` (set up + suite).
-.PHONY: demo test setup setup-dev lint bench
+.PHONY: demo test setup setup-dev lint bench serve
 
 demo: setup
 	.venv/bin/stt demo
@@ -24,3 +24,8 @@ bench: setup-dev
 bench-peer:
 	bash scripts/setup.sh peer
 	.venv/bin/python scripts/bench_peer.py
+
+# The speech-to-text server on http://127.0.0.1:8000/ (README: `stt serve`).
+serve:
+	bash scripts/setup.sh serve
+	.venv/bin/stt serve

@@ -42,6 +42,7 @@ import copy
 import logging
 import multiprocessing
 import os
+import threading
 import weakref
 from dataclasses import dataclass, field, fields, replace
 from multiprocessing.pool import Pool
@@ -385,9 +386,43 @@ def check_kenlm_file(path: Path) -> None:
     raise ConfigError(f"{path}: not a KenLM language model (neither a KenLM binary nor ARPA text)")
 
 
+_LANGUAGE_MODELS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+"""Loaded pyctcdecode language models by (LM file, unigram file, their sizes and times), while
+a decoder uses them: the unigram trie takes seconds to build, and a server's offline and
+streaming decoders can share one. Closing the last decoder frees it."""
+_LANGUAGE_MODELS_LOCK = threading.Lock()
+
+
+def _language_model(lm_path: Path, unigrams_path: str | None, alpha: float, beta: float):
+    """A pyctcdecode ``LanguageModel`` with these weights, sharing the KenLM model and the
+    unigram trie (both read-only during search) with any earlier one of the same files."""
+    from pyctcdecode.language_model import LanguageModel, load_unigram_set_from_arpa
+
+    if unigrams_path and not Path(unigrams_path).is_file():
+        load_unigrams(unigrams_path)  # says why it cannot be read
+    files = [lm_path] + ([Path(unigrams_path)] if unigrams_path else [])
+    key = tuple((str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    with _LANGUAGE_MODELS_LOCK:
+        base = _LANGUAGE_MODELS.get(key)
+        if base is None:
+            import kenlm
+
+            unigrams = load_unigrams(unigrams_path) if unigrams_path else None
+            if unigrams is None and lm_path.suffix == ".arpa":  # as build_ctcdecoder does
+                unigrams = load_unigram_set_from_arpa(str(lm_path))
+            base = LanguageModel(kenlm.Model(str(lm_path)), unigrams)
+            _LANGUAGE_MODELS[key] = base
+    shared = copy.copy(base)  # the weights are plain attributes; the heavy parts are shared
+    shared.alpha, shared.beta = alpha, beta
+    shared._stt_base = base  # keeps the cache entry alive while this copy is in use
+    return shared
+
+
 def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     """A pyctcdecode ``BeamSearchDecoderCTC``, with the KenLM model loaded if configured."""
     from pyctcdecode import build_ctcdecoder
+    from pyctcdecode.alphabet import Alphabet
+    from pyctcdecode.decoder import BeamSearchDecoderCTC
 
     labels = pyctcdecode_labels(vocab)
     if not config.lm:
@@ -398,17 +433,13 @@ def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     if not lm_path.is_file():
         raise ConfigError(f"language model not found: {config.lm}")
     check_kenlm_file(lm_path)
-    unigrams = load_unigrams(config.unigrams) if config.unigrams else None
     try:
-        return build_ctcdecoder(
-            labels,
-            kenlm_model_path=str(lm_path),
-            unigrams=unigrams,
-            alpha=float(config.alpha),
-            beta=float(config.beta),
+        language_model = _language_model(
+            lm_path, config.unigrams, float(config.alpha), float(config.beta)
         )
     except (OSError, RuntimeError, ValueError) as e:
         raise ConfigError(f"{config.lm}: cannot load language model ({e})") from e
+    return BeamSearchDecoderCTC(Alphabet.build_alphabet(labels), language_model)
 
 
 class _Squeeze:

@@ -219,6 +219,25 @@ def test_beam_results_equal_a_search_over_every_frame(with_lm, tmp_path):
     reference.cleanup()
 
 
+def test_decoders_of_one_lm_share_it_and_keep_their_own_weights(tmp_path):
+    """A server's two decoders load the LM's unigram trie once; each still searches with its
+    own alpha and beta, exactly as a decoder built alone."""
+    lm = str(tmp_path / "lm.arpa")
+    Path(lm).write_text(ARPA)
+    with beam(lm=lm, alpha=0.5, beta=1.0) as one, beam(lm=lm, alpha=1.0, beta=0.5) as two:
+        first, second = one._ctc()._language_model, two._ctc()._language_model
+        assert first._char_trie is second._char_trie
+        assert (first.alpha, second.alpha, first.beta, second.beta) == (0.5, 1.0, 1.0, 0.5)
+        for decoder, alpha, beta in ((one, 0.5, 1.0), (two, 1.0, 0.5)):
+            alone = build_ctcdecoder(pyctcdecode_labels(VOCAB), kenlm_model_path=lm,
+                                     alpha=alpha, beta=beta)  # fmt: skip
+            for seed in range(3):
+                lp = ctc_like(seed)
+                expected = alone.decode_beams(lp, beam_width=32)[0][0]
+                assert decoder.decode(lp, FS).text == " ".join(expected.split())
+            alone.cleanup()
+
+
 def test_hotwords_turn_an_ambiguous_word_into_the_hotword():
     lp = frames("_c_a_", {"p": 0.5, "t": 0.4}, "_ _s_a_t_")
     with beam() as plain, beam(hotwords=["Cat"]) as biased:
