@@ -9,8 +9,10 @@ this process is the load: asyncio clients, so one thread drives every connection
 * Streams: N concurrent WebSocket streams, each paced at real time in 100 ms chunks of real
   speech with pauses, for ``--stream-seconds``. A partial's latency is its arrival time minus the
   time the chunk that completed the audio it covers was sent (partials carry that audio's
-  stream time). A stream keeps up if its final answer arrives within 1 s of its end message and
-  its p95 partial latency stays under 1 s; N grows until a stream falls behind.
+  stream time). A stream keeps up if its p95 partial latency stays under 1 s (and its final
+  answer comes at all); N grows until a stream falls behind. Every stream sends its end message
+  at the same moment, so the final latency (beam search + LM over the last utterance, all
+  streams at once) is reported but is a worst case, not a criterion.
 
 Both sides share this machine's cores, so the numbers are a floor for a server with the machine
 to itself. Targets (issue 16): >= 40 real-time streams with p95 partial latency <= 300 ms, and a
@@ -188,8 +190,8 @@ async def stream_load(url: str, streams: int, seconds: float) -> dict:
     finals = [r["final_latency"] for r in results]
     behind = sum(
         1 for r in results
-        if r["final_latency"] is None or r["final_latency"] > 1.0
-        or (r["latencies"] and np.percentile(r["latencies"], 95) > 1.0)
+        if r["final_latency"] is None
+        or not r["latencies"] or np.percentile(r["latencies"], 95) > 1.0
     )  # fmt: skip
     return {
         "streams": streams,
@@ -258,8 +260,9 @@ def main() -> None:
             "causal model + greedy partials + beam final for streams), its own process",
             "clients: one asyncio process on the same 2 cores (its CPU time competes with "
             "the server's)",
-            "a stream falls behind if its final answer takes over 1 s after its end message "
-            "or its p95 partial latency exceeds 1 s; the ladder stops at the first such load",
+            "a stream falls behind if its p95 partial latency exceeds 1 s (or no final comes); "
+            "the ladder stops at the first such load; every stream ends at the same moment, so "
+            "final_latency_max_s is a worst case",
         ],
         "load_average_before_after": [load_before, load_average()],
         "cpu_count": os.cpu_count(),

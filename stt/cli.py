@@ -9,6 +9,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
 import logging
 import os
@@ -884,7 +885,6 @@ SERVE_FLAGS = {
     "model": "model",
     "streaming_model": "streaming_model",
     "device": "device",
-    "api_key": "api_key='{}'",
     "max_upload_mb": "max_upload_mb",
     "workers": "workers",
     "wyoming": "wyoming='{}'",
@@ -903,10 +903,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
     from stt.serve.config import ServeConfig
 
-    if args.api_key is None and os.environ.get("STT_API_KEY"):
-        args.api_key = os.environ["STT_API_KEY"]
     overrides = flag_overrides(args, SERVE_FLAGS) + list(args.overrides)
-    return run(to_dataclass(compose("serve", overrides), ServeConfig))
+    config = to_dataclass(compose("serve", overrides), ServeConfig)
+    # The key is set as it is, not through an override: a key may hold any character.
+    key = args.api_key if args.api_key is not None else os.environ.get("STT_API_KEY") or None
+    if key is not None:
+        config = dataclasses.replace(config, api_key=key)
+    return run(config)
 
 
 def add_demo_parser(sub: argparse._SubParsersAction) -> None:
