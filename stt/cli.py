@@ -406,11 +406,17 @@ def add_eval_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--strict", action="store_true", help="stop at the first bad input")
     evaluate.add_argument("--multirun", action="store_true", help="sweep decoder settings")
     evaluate.add_argument("--no-progress", action="store_true")
+    evaluate.add_argument(
+        "--backend", choices=("auto", "torch", "onnx", "torchscript"),
+        help="what runs the model: a checkpoint (torch) or a file made by stt export (onnx, "
+        "torchscript); default auto: by CHECKPOINT's suffix",
+    )  # fmt: skip
     evaluate.set_defaults(func=cmd_eval, overrides=[])
 
 
 EVAL_FLAGS = {
     "out": "out_dir",
+    "backend": "backend",
     "decoders": "decoders",
     "strict": "strict=true",
     "no_progress": "progress=false",

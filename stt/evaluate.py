@@ -25,10 +25,10 @@ import soundfile as sf
 from tqdm import tqdm
 
 from stt.audio import SAMPLE_RATE, SOUNDFILE_ERRORS, FileReader, open_soundfile, unreadable_audio
-from stt.checkpoint import read_model
 from stt.data.manifest import Utterance, iter_manifest_lines
 from stt.decoding import DecoderConfig, DecodeResult, build_decoder, save_tuned_decoder
 from stt.errors import AudioError, ConfigError, ManifestError
+from stt.exported import read_any_model
 from stt.inference import (
     InferenceTiming,
     infer_log_probs,
@@ -54,6 +54,7 @@ class EvalConfig:
     """Settings of ``stt eval`` (mirrors ``conf/eval.yaml``)."""
 
     checkpoint: str = "???"
+    backend: str = "auto"  # torch (a checkpoint), onnx or torchscript (stt export); auto: suffix
     manifests: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # one per manifest; default: folder/stem
     out_dir: str = "runs/eval"
@@ -394,7 +395,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     names = list(cfg.names) or [set_name(m) for m in cfg.manifests]
     if len(set(names)) != len(names):
         raise ConfigError(f"two test sets share a name ({names}); give names=[...]")
-    model, vocab = read_model(cfg.checkpoint)
+    model, vocab = read_any_model(cfg.checkpoint, cfg.backend)
     device = pick_device(cfg.device)
     frame_seconds = model.frame_ms / 1000
     sets = [
@@ -425,7 +426,7 @@ def tune_decoder(
     weight (then CER), so one large or easy corpus does not pick the LM weight for all. With
     ``save``, the best go to ``decoder.yaml`` beside the checkpoint, where ``stt eval`` and
     ``stt transcribe`` pick them up."""
-    model, vocab = read_model(cfg.checkpoint)
+    model, vocab = read_any_model(cfg.checkpoint, cfg.backend)
     device = pick_device(cfg.device)
     names = list(cfg.names) or [set_name(m) for m in cfg.manifests]
     test_sets = [

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from stt.checkpoint import read_model
 from stt.errors import CheckpointError, ConfigError, ToolMissingError
 from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
 from stt.text import Vocabulary
@@ -306,3 +307,19 @@ def load_exported(
     runner = _OnnxRunner(path, threads) if backend == "onnx" else _TorchScriptRunner(path)
     meta = _read_metadata(path, runner.metadata)
     return ExportedModel(path, backend, runner, meta)
+
+
+def read_any_model(
+    path: str | Path, backend: str = "auto"
+) -> tuple[WaveNetCTC | ExportedModel, Vocabulary]:
+    """``(model, vocabulary)`` of a checkpoint or an export, by ``backend`` (``auto``: by the
+    file's suffix): what ``stt transcribe`` and ``stt eval`` run.
+
+    Raises:
+        CheckpointError: the file is missing or unreadable.
+        ConfigError: ``backend`` does not fit the file.
+    """
+    if backend_for(path, backend) == "torch":
+        return read_model(path)
+    model = load_exported(path, backend)
+    return model, model.vocab

@@ -33,7 +33,6 @@ import torch
 from tqdm import tqdm
 
 from stt.audio import AUDIO_EXTENSIONS, SAMPLE_RATE, FileReader, load_audio, open_soundfile
-from stt.checkpoint import read_model
 from stt.decoding import (
     BeamSearchDecoder,
     ChunkDecoder,
@@ -320,13 +319,9 @@ def load_model(
         if not default_model_path().is_file():
             raise ConfigError("no shipped model yet: pass --model CHECKPOINT")
         path = default_model_path()
-    from stt.exported import backend_for, load_exported
+    from stt.exported import read_any_model
 
-    if backend_for(path, backend) == "torch":
-        model, vocab = read_model(path)
-    else:
-        model = load_exported(path, backend)
-        vocab = model.vocab
+    model, vocab = read_any_model(path, backend)
     return Transcriber(model, vocab, resolve_decoder(path, decoder), device=device, **kwargs)
 
 

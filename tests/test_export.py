@@ -328,6 +328,36 @@ def test_cli_transcribe_with_the_onnx_backend_writes_what_pytorch_writes(
     assert outputs["onnx"] == outputs["torch"]
 
 
+def test_cli_eval_of_an_export_scores_what_the_checkpoint_scores(
+    exported, checkpoint, tmp_path, capsys
+):
+    manifest = tmp_path / "test.jsonl"
+    lines = []
+    for i, seconds in enumerate((0.6, 1.4, 2.2)):
+        sf.write(tmp_path / f"u{i}.wav", speechlike(seconds, seed=i), SAMPLE_RATE)
+        lines.append(json.dumps({"audio_filepath": f"u{i}.wav", "duration": seconds,
+                                 "text": "a b c"}))  # fmt: skip
+    manifest.write_text("\n".join(lines) + "\n")
+    reports = {}
+    for name, model in {"torch": checkpoint, "onnx": exported / "model.onnx",
+                        "torchscript": exported / "model.ts"}.items():  # fmt: skip
+        code, _, err = run(capsys, "eval", str(model), str(manifest), "--out",
+                           str(tmp_path / name), "--no-progress")  # fmt: skip
+        assert code == 0, err
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        utterances = (tmp_path / name / "utterances.jsonl").read_text().splitlines()
+        hypotheses = [json.loads(line)["hypothesis"] for line in utterances]
+        reports[name] = ([(s["name"], s["wer"], s["cer"]) for s in report_sets(report)],
+                         hypotheses)  # fmt: skip
+    assert any(reports["torch"][1])  # the tiny model says something, so equality means much
+    assert reports["onnx"] == reports["torch"] == reports["torchscript"]
+
+
+def report_sets(report: dict) -> list[dict]:
+    """Each test set's greedy scores in a report.json."""
+    return [{"name": n, **v} for n, v in report["decoders"]["greedy"]["sets"].items()]
+
+
 def test_cli_export_writes_onnx_int8_and_metadata(checkpoint, tmp_path, capsys):
     pytest.importorskip("onnxruntime", reason=NO_ONNX)
     pytest.importorskip("onnx", reason=NO_ONNX)
