@@ -818,7 +818,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     export.add_argument(
         "--streaming",
         action="store_true",
-        help="a cached-state streaming graph of a causal model (not supported yet)",
+        help="also write model.streaming.onnx: a causal model's network as one step with its "
+        "per-layer caches as inputs and outputs (model.streaming.json says how to drive it)",
     )
     export.set_defaults(func=cmd_export)
 

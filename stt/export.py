@@ -23,6 +23,10 @@ TorchScript.
   version, the vocabulary, feature settings, model configuration, seconds per output frame, and
   the inputs and outputs. The same keys are in each ONNX file's ``metadata_props`` (values as
   JSON text) and in the TorchScript file's ``stt.json`` extra file.
+* ``model.streaming.onnx`` and ``model.streaming.json`` (``streaming=True``, causal models): the
+  network of :class:`stt.streaming.StreamingEncoder` as one step (:class:`StreamingStep`) with
+  the projection's and every block's cache as explicit inputs and outputs, so a runtime streams
+  exactly as stt does; :func:`onnx_streaming_encoder` drives it with onnxruntime.
 * ``decoder.yaml``: the checkpoint's tuned decoder settings, if it has any (LM paths made
   absolute), so ``stt transcribe --model OUT/model.onnx`` decodes as with the checkpoint.
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -321,11 +326,15 @@ def export_model(
     checkpoint = Path(checkpoint)
     model, vocab = read_model(checkpoint)
     if streaming:
+        from stt.streaming import check_streamable
+
         if not model.config.causal:
             raise ConfigError(
                 f"{checkpoint}: --streaming needs a causal model (stt train model=causal)"
             )
-        raise ConfigError("--streaming export (cached-state steps) is not supported yet")
+        check_streamable(model, str(checkpoint))
+        if format == "torchscript":
+            raise ConfigError("--streaming writes ONNX: use --format onnx or all")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"OUT {out_dir}: is a file, not a folder")
@@ -346,8 +355,188 @@ def export_model(
             "format": "torchscript",
             "methods": ["forward", "forward_features", "mfcc"],
         }
+    if streaming:
+        stream_meta = streaming_metadata(model, vocab, checkpoint=checkpoint.name)
+        stream_meta["opset"] = opset
+        path = export_streaming(model, out_dir / STREAMING_FILE, stream_meta, opset)
+        _write_json(out_dir / STREAMING_METADATA_FILE, stream_meta)
+        result.extra += [path, out_dir / STREAMING_METADATA_FILE]
+        files[STREAMING_FILE] = {"format": "onnx", "opset": opset, "streaming": True}
     _write_json(result.metadata, {**meta, "files": files})
     decoder = _copy_decoder_settings(checkpoint, out_dir)
     if decoder is not None:
         result.extra.append(decoder)
     return result
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming step graph (causal models)
+# ---------------------------------------------------------------------------------------------
+
+STREAMING_FILE, STREAMING_METADATA_FILE = "model.streaming.onnx", "model.streaming.json"
+
+
+def _frozen_norm(module: torch.nn.Module):
+    """The eval-mode norm of ``module`` as a function of time-major ``(frames, channels)`` over
+    detached constants (a trace cannot embed parameters that require grad)."""
+    from stt.model import ChannelLayerNorm, MaskedBatchNorm1d
+
+    if isinstance(module, ChannelLayerNorm):
+        ln = module.norm
+        w, b, shape, eps = ln.weight.detach(), ln.bias.detach(), tuple(ln.normalized_shape), ln.eps
+        return lambda z: torch.layer_norm(z, shape, w, b, eps)
+    if isinstance(module, MaskedBatchNorm1d):
+        scale = (module.weight * torch.rsqrt(module.running_var + module.eps)).detach()
+        shift = (module.bias - module.running_mean * scale).detach()
+        return lambda z: z * scale + shift
+    return lambda z: z
+
+
+class StreamingStep(torch.nn.Module):
+    """One step of :class:`stt.streaming.StreamingEncoder`'s network as a fixed graph, its
+    caches explicit inputs and outputs, for a runtime that streams without stt's code.
+
+    Inputs: ``features`` ``(n * stride, n_mfcc)``: the next normalised MFCC frames (running
+    normalisation, :class:`stt.features.RunningNormState`), a whole number of groups of
+    ``stride`` frames; ``proj_cache`` ``(stride, n_mfcc)``: the previous group (zeros at the
+    start); ``cache_i`` ``(context_i, channels)`` per block (zeros at the start). Outputs:
+    ``log_probs`` ``(n, vocab)`` and every cache's next value (``*_out``). The weights are the
+    encoder's own (residual scale folded, taps side by side), so the outputs are its outputs.
+    """
+
+    def __init__(self, encoder) -> None:
+        super().__init__()
+        if encoder.proj_left != encoder.stride or encoder.proj_kernel != 2 * encoder.stride:
+            raise ConfigError("a streaming export needs the causal model's input projection")
+        self.stride, self.channels = encoder.stride, encoder.channels
+        self.n_mfcc = encoder.n_mfcc
+        self.proj_w, self.proj_b = encoder._proj_w, encoder._proj_b
+        self.blocks = encoder._blocks
+        self.norms = [_frozen_norm(b.norm) for b in encoder.model.blocks]
+        self.skip_w, self.skip_b = encoder._skip_w, encoder._skip_b
+        self.hidden_w, self.hidden_b = encoder._hidden_w, encoder._hidden_b
+        self.head_norm = _frozen_norm(encoder.model.head.norm)
+        self.out_w, self.out_b = encoder._out_w, encoder._out_b
+
+    def forward(self, features: torch.Tensor, proj_cache: torch.Tensor, *caches: torch.Tensor):
+        s, c = self.stride, self.channels
+        groups = torch.cat([proj_cache, features]).reshape(-1, s * self.n_mfcc)
+        taps = torch.cat([groups[:-1], groups[1:]], dim=1)  # output j: groups j and j + 1
+        x = torch.addmm(self.proj_b, taps, self.proj_w)  # (n, C)
+        new_caches, gated = [], []
+        for b, norm, cache in zip(self.blocks, self.norms, caches, strict=True):
+            xx = torch.cat([cache, x])  # (context + n, C)
+            new_caches.append(xx[xx.shape[0] - b.context :])
+            window = [xx[i * b.dilation : xx.shape[0] - b.context + i * b.dilation]
+                      for i in range(b.kernel)]  # fmt: skip
+            z = torch.cat(window, dim=1) @ b.weight
+            z = norm(z if b.bias is None else z + b.bias)
+            h = torch.tanh(z[:, :c]) * torch.sigmoid(z[:, c:])
+            gated.append(h)
+            if b.res_weight is not None:
+                x = torch.addmm(b.res_bias, h, b.res_weight) + x * math.sqrt(0.5)
+        skip = torch.addmm(self.skip_b, torch.cat(gated, dim=1), self.skip_w)
+        h = torch.relu(skip) @ self.hidden_w
+        if self.hidden_b is not None:
+            h = h + self.hidden_b
+        logits = torch.addmm(self.out_b, torch.relu(self.head_norm(h)), self.out_w)
+        new_proj = torch.cat([proj_cache, features])[features.shape[0] :]
+        return (torch.log_softmax(logits, dim=1), new_proj, *new_caches)
+
+
+def streaming_io(encoder) -> tuple[list[str], list[str]]:
+    """Input and output names of the step graph."""
+    names = [f"cache_{i}" for i in range(len(encoder._blocks))]
+    return (["features", "proj_cache", *names],
+            ["log_probs", "proj_cache_out", *(f"{n}_out" for n in names)])  # fmt: skip
+
+
+@torch.no_grad()
+def export_streaming(model: WaveNetCTC, path: str | Path, meta: dict, opset: int) -> Path:
+    """Write the step graph (:class:`StreamingStep`) of causal ``model`` as ONNX to ``path``."""
+    from stt.streaming import StreamingEncoder
+
+    onnx = _require("onnx")
+    encoder = StreamingEncoder(model, threads=None)
+    step = StreamingStep(encoder).eval()
+    inputs, outputs = streaming_io(encoder)
+    example = (torch.randn(3 * encoder.stride, encoder.n_mfcc),
+               torch.zeros(encoder.stride, encoder.n_mfcc),
+               *(torch.zeros(b.context, encoder.channels) for b in encoder._blocks))  # fmt: skip
+    dynamic = {"features": {0: "feature_frames"}, "log_probs": {0: "frames"}}
+    with atomic_path(Path(path)) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            step, example, str(tmp), input_names=inputs, output_names=outputs,
+            dynamic_axes=dynamic, opset_version=opset, dynamo=False, do_constant_folding=True,
+        )  # fmt: skip
+        onnx_model = onnx.load(str(tmp))
+    _set_metadata(onnx_model, meta)
+    _save_onnx(onnx_model, Path(path))
+    return Path(path)
+
+
+def streaming_metadata(model: WaveNetCTC, vocab: Vocabulary, **extra) -> dict:
+    """What a runtime needs to drive the step graph, beside the usual metadata."""
+    from stt.streaming import StreamingEncoder
+
+    encoder = StreamingEncoder(model, threads=None)
+    inputs, outputs = streaming_io(encoder)
+    f = model.config.features
+    return {
+        **metadata(model, vocab, **extra),
+        "streaming": {
+            "stride": encoder.stride,
+            "n_fft": f.n_fft,
+            "hop": f.hop_length,
+            "cache_shapes": {
+                "proj_cache": [encoder.stride, encoder.n_mfcc],
+                **{
+                    n: [b.context, encoder.channels]
+                    for n, b in zip(inputs[2:], encoder._blocks, strict=True)
+                },
+            },
+            "outputs": outputs,
+            "how": "frame i of MFCC sees samples [hop*i, hop*i + n_fft); normalise each "
+            "coefficient by the running mean and variance of frames 0..i (eps 1e-5); feed "
+            "whole groups of `stride` frames with the caches (zeros at the start) and keep "
+            "the *_out caches; at the end, pad a last partial group with zero frames",
+        },  # fmt: skip
+    }
+
+
+def onnx_streaming_encoder(model: WaveNetCTC, path: str | Path):
+    """A :class:`stt.streaming.StreamingEncoder` whose network runs the exported step graph at
+    ``path`` in onnxruntime (the front end stays stt's): the reference of how a runtime drives
+    the graph, and what the tests hold equal to PyTorch."""
+    from stt.streaming import StreamingEncoder
+
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    class OnnxStreamingEncoder(StreamingEncoder):
+        def reset(self) -> None:
+            super().reset()
+            self._pending = torch.zeros(0, self.n_mfcc)  # frames short of a whole group
+            self._caches = [np.zeros((self.stride, self.n_mfcc), np.float32)] + [
+                np.zeros((b.context, self.channels), np.float32) for b in self._blocks
+            ]
+
+        def _step(self, feats: torch.Tensor | None, final: bool = False) -> torch.Tensor:
+            if feats is not None:
+                self._pending = torch.cat([self._pending, feats])
+            s = self.stride
+            n, rest = divmod(len(self._pending), s)
+            if final and rest:  # the offline right padding: zero frames complete the group
+                pad = torch.zeros(s - rest, self.n_mfcc)
+                self._pending, n = torch.cat([self._pending, pad]), n + 1
+            if not n:
+                return self._empty()
+            x, self._pending = self._pending[: n * s], self._pending[n * s :]
+            names = [i.name for i in session.get_inputs()]
+            feeds = dict(zip(names, [x.numpy().astype(np.float32), *self._caches], strict=True))
+            log_probs, *self._caches = session.run(None, feeds)
+            self.frames += n
+            return torch.from_numpy(log_probs)
+
+    return OnnxStreamingEncoder(model, threads=None)

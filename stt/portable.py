@@ -196,7 +196,11 @@ class PortableWaveNetCTC(nn.Module):
         hidden = torch.relu(skip) @ self.hidden_w + self.hidden_b
         if self.head_ln_eps is not None:
             hidden = F.layer_norm(
-                hidden, (hidden.shape[-1],), self.head_ln_w, self.head_ln_b, self.head_ln_eps
+                hidden,
+                (self.head_ln_w.shape[0],),
+                self.head_ln_w,
+                self.head_ln_b,
+                self.head_ln_eps,  # a constant shape: a traced size cannot be one
             )
         logits = torch.relu(hidden) @ self.out_w + self.out_b
         return F.log_softmax(logits, dim=-1), out_lengths

@@ -250,7 +250,7 @@ class StreamingEncoder:
             return self._empty()
         feats = self._features(buf[: (n - 1) * self.hop + self.n_fft])
         self._samples = buf[n * self.hop :].copy()
-        return self._encode(self._project(feats))
+        return self._step(feats)
 
     @torch.inference_mode()
     def finish(self) -> Tensor:
@@ -268,7 +268,7 @@ class StreamingEncoder:
             # Shorter than one frame: the offline MFCC pads it with silence to one frame.
             pad = np.zeros(self.n_fft - len(self._samples), dtype=np.float32)
             feats = self._features(np.concatenate([self._samples, pad]))
-        return self._encode(self._project(feats, final=True))
+        return self._step(feats, final=True)
 
     # -- the layers -------------------------------------------------------------------------
 
@@ -282,6 +282,12 @@ class StreamingEncoder:
             feats = self._norm(feats)
         self.feature_frames += feats.shape[-1]
         return feats[0].T
+
+    def _step(self, feats: Tensor | None, final: bool = False) -> Tensor:
+        """New normalised feature frames ``(frames, n_mfcc)`` (None: none) -> the log-probs of
+        the output frames they complete; ``final``: the end of the stream. The network part of
+        a chunk, which an exported step graph (:func:`stt.export.export_streaming`) replaces."""
+        return self._encode(self._project(feats, final))
 
     def _project(self, feats: Tensor | None, final: bool = False) -> Tensor:
         """New normalised feature frames ``(frames, n_mfcc)`` -> new input-projection outputs

@@ -389,7 +389,7 @@ def causal_checkpoint(tmp_path: Path) -> Path:
         ("corrupt", "not a checkpoint"),
         ("opset", "opset 17 or newer"),
         ("streaming-non-causal", "needs a causal model"),
-        ("streaming-causal", "not supported yet"),
+        ("streaming-torchscript", "--streaming writes ONNX"),
         ("int8-torchscript", "applies to ONNX"),
         ("out-is-a-file", "is a file"),
     ],
@@ -407,8 +407,9 @@ def test_cli_export_errors_are_one_line_and_exit_1(checkpoint, tmp_path, capsys,
         args += ["--opset", "13"]
     elif case == "streaming-non-causal":
         args += ["--streaming"]
-    elif case == "streaming-causal":
-        args = [str(causal_checkpoint(tmp_path)), str(out), "--streaming"]
+    elif case == "streaming-torchscript":
+        args = [str(causal_checkpoint(tmp_path)), str(out), "--streaming", "--format",
+                "torchscript"]  # fmt: skip
     elif case == "int8-torchscript":
         args += ["--format", "torchscript", "--quantize", "int8"]
     elif case == "out-is-a-file":
@@ -418,3 +419,63 @@ def test_cli_export_errors_are_one_line_and_exit_1(checkpoint, tmp_path, capsys,
     assert err.startswith("stt: error: ") and err.strip().count("\n") == 0, err
     assert expected in err
     assert not out.is_dir()
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming step graph
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def streaming_export(tmp_path_factory):
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    folder = tmp_path_factory.mktemp("streaming")
+    checkpoint = causal_checkpoint(folder)
+    result = export_model(checkpoint, folder / "out", format="onnx", streaming=True)
+    return checkpoint, folder / "out", result
+
+
+def test_streaming_export_writes_the_step_graph_and_how_to_drive_it(streaming_export):
+    _, out, result = streaming_export
+    assert {p.name for p in result.files()} >= {"model.onnx", "model.streaming.onnx",
+                                                "model.streaming.json"}  # fmt: skip
+    meta = json.loads((out / "model.streaming.json").read_text())
+    stream = meta["streaming"]
+    assert stream["stride"] == 2 and stream["hop"] == 160 and stream["n_fft"] == 512
+    assert stream["cache_shapes"]["proj_cache"] == [2, 40]
+    assert len(stream["cache_shapes"]) == 1 + 3  # the projection and every block
+    assert meta["causal"] is True
+
+
+def test_a_causal_layer_norm_models_offline_export_matches_pytorch(streaming_export):
+    from stt.exported import load_exported
+
+    checkpoint, out, _ = streaming_export
+    model = load_model(checkpoint).model
+    wave = torch.from_numpy(speechlike(1.7, seed=3))[None]
+    with torch.no_grad():
+        expected, _ = model(wave)
+    got, _ = load_exported(out / "model.onnx")(wave, torch.tensor([wave.shape[1]]))
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("chunk", [160, 1234, 4800])
+def test_streaming_step_graph_reproduces_the_offline_log_probs_chunk_by_chunk(
+    streaming_export, chunk
+):
+    """onnxruntime running the step graph, fed chunk by chunk (any size, a last partial
+    group at the end), gives what one offline PyTorch pass over the whole audio gives."""
+    from stt.export import STREAMING_FILE, onnx_streaming_encoder
+
+    checkpoint, out, _ = streaming_export
+    model = load_model(checkpoint).model
+    for seconds in (0.3, 2.57):
+        wave = speechlike(seconds, seed=int(seconds * 10))
+        with torch.no_grad():
+            expected = model(torch.from_numpy(wave)[None])[0][0]
+        encoder = onnx_streaming_encoder(model, out / STREAMING_FILE)
+        pieces = [encoder.accept(wave[i : i + chunk]) for i in range(0, len(wave), chunk)]
+        got = torch.cat([*pieces, encoder.finish()])
+        assert got.shape == expected.shape
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
