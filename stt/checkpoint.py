@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from stt.atomic import atomic_path
-from stt.errors import CheckpointError, STTError
+from stt.errors import CheckpointError, STTError, require_file
 from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
 from stt.text import Vocabulary
 
@@ -129,10 +129,7 @@ def check_archive(path: Path) -> None:
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read and check a checkpoint; any problem is a one-line :class:`CheckpointError`."""
     path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+    require_file(path, "checkpoint", CheckpointError)
     check_archive(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):

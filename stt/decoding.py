@@ -53,7 +53,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from stt.errors import ConfigError
+from stt.errors import ConfigError, require_file
 from stt.lm import load_unigrams
 from stt.text import Vocabulary, normalize_text
 
@@ -428,10 +428,7 @@ def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
     if not config.lm:
         return build_ctcdecoder(labels)
     lm_path = Path(config.lm)
-    if lm_path.is_dir():
-        raise ConfigError(f"{config.lm}: is a folder, not a language model file (lm.bin)")
-    if not lm_path.is_file():
-        raise ConfigError(f"language model not found: {config.lm}")
+    require_file(lm_path, "language model", ConfigError, kind="lm.bin")
     check_kenlm_file(lm_path)
     try:
         language_model = _language_model(

@@ -1,4 +1,4 @@
-"""Project exceptions.
+"""Project exceptions, and the one check every loader makes of the file it is given.
 
 Every error a user can cause (a bad file, a bad manifest line, a bad option) is raised as an
 :class:`STTError` whose message is one line that names the thing and the problem. The CLI prints
@@ -32,3 +32,20 @@ class ToolMissingError(STTError):
 
 class CorpusError(STTError):
     """A corpus folder is missing, not in the expected layout, or holds a malformed line."""
+
+
+def require_file(
+    path, what: str, error: type[STTError] = STTError, kind: str = "", missing: str = ""
+) -> None:
+    """Raise ``error`` in the project's words unless ``path`` is a file: ``PATH: is a folder,
+    not a WHAT file (KIND)`` or ``PATH: MISSING not found`` (``missing`` defaults to ``what``).
+    Shared by the loaders of checkpoints, exports, manifests, language models and text files,
+    so each says it the same way."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        suffix = f" ({kind})" if kind else ""
+        raise error(f"{path}: is a folder, not a {what} file{suffix}")
+    if not path.is_file():
+        raise error(f"{path}: {missing or what} not found")

@@ -54,7 +54,6 @@ class EvalConfig:
     """Settings of ``stt eval`` (mirrors ``conf/eval.yaml``)."""
 
     checkpoint: str = "???"
-    backend: str = "auto"  # torch (a checkpoint), onnx or torchscript (stt export); auto: suffix
     manifests: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)  # one per manifest; default: folder/stem
     out_dir: str = "runs/eval"
@@ -64,6 +63,7 @@ class EvalConfig:
     window_seconds: float = 30.0  # longer files go through the model in windows of this size
     device: str = "auto"
     strict: bool = False  # stop at the first bad manifest line or unreadable file
+    backend: str = "auto"  # torch (a checkpoint), onnx or torchscript (stt export); auto: suffix
     progress: bool = True
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from stt.checkpoint import read_model
-from stt.errors import CheckpointError, ConfigError, ToolMissingError
+from stt.errors import CheckpointError, ConfigError, ToolMissingError, require_file
 from stt.model import ModelConfig, WaveNetCTC, model_config_from_dict
 from stt.text import Vocabulary
 
@@ -300,10 +300,7 @@ def load_exported(
     backend = backend_for(path, backend)
     if backend == "torch":
         raise ConfigError(f"{path}: not an exported model (.onnx or .ts)")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder, not a model file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: model not found")
+    require_file(path, "model", CheckpointError)
     runner = _OnnxRunner(path, threads) if backend == "onnx" else _TorchScriptRunner(path)
     meta = _read_metadata(path, runner.metadata)
     return ExportedModel(path, backend, runner, meta)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from stt.errors import ConfigError, STTError, ToolMissingError
+from stt.errors import ConfigError, STTError, ToolMissingError, require_file
 from stt.text import normalize_text
 
 log = logging.getLogger(__name__)
@@ -346,10 +346,7 @@ def _check_options(
 def _check_text_files(paths: list[Path]) -> None:
     """Fail before normalising the first file if the fifth is missing or is a folder."""
     for path in paths:
-        if not path.exists():
-            raise STTError(f"{path}: text file not found")
-        if path.is_dir():
-            raise STTError(f"{path}: is a folder, not a text file")
+        require_file(path, "text", missing="text file")
 
 
 def _write_corpus(paths: list[Path], corpus: Path) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stt.atomic import atomic_path
-from stt.errors import ManifestError
+from stt.errors import ManifestError, require_file
 
 REQUIRED_KEYS = ("audio_filepath", "duration", "text")
 
@@ -93,10 +93,7 @@ def iter_manifest_lines(path: str | Path) -> Iterator[tuple[int, Utterance | Man
     UTF-8 is one bad line, not the end of the file.
     """
     path = Path(path)
-    if path.is_dir():
-        raise ManifestError(f"{path}: is a folder, not a manifest file (.jsonl)")
-    if not path.is_file():
-        raise ManifestError(f"{path}: manifest not found")
+    require_file(path, "manifest", ManifestError, kind=".jsonl")
     manifest_dir = path.resolve().parent
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
