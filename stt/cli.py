@@ -900,22 +900,16 @@ SERVE_FLAGS = {
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from stt.config import compose, to_dataclass
-
-    try:
-        from stt.serve.main import run
-    except ImportError as exc:
-        raise ConfigError(
-            f"stt serve needs the serve extra ({exc.name} is missing): "
-            "pip install 'wavenet-stt[serve]'"
-        ) from None
     from stt.serve.config import ServeConfig
 
     overrides = flag_overrides(args, SERVE_FLAGS) + list(args.overrides)
-    config = to_dataclass(compose("serve", overrides), ServeConfig)
+    config = to_dataclass(compose("serve", overrides), ServeConfig)  # checked before loading
     # The key is set as it is, not through an override: a key may hold any character.
     key = args.api_key if args.api_key is not None else os.environ.get("STT_API_KEY") or None
     if key is not None:
         config = dataclasses.replace(config, api_key=key)
+    from stt.serve.main import run  # says which of the serve extra is missing, if any
+
     return run(config)
 
 

@@ -362,3 +362,18 @@ def test_stream_api_key():
             assert json.loads(conn.recv(timeout=10))["type"] == "ready"
         with ws_client.connect(base, additional_headers={"Authorization": "Bearer k"}) as conn:
             assert json.loads(conn.recv(timeout=10))["type"] == "ready"
+
+
+def test_a_missing_serve_extra_is_named_in_one_line(monkeypatch):
+    import importlib.util
+
+    from stt.errors import ConfigError
+    from stt.serve.main import require_extra
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wyoming" else real(name, *a)
+    )
+    require_extra(ServeConfig())  # Wyoming not asked for: nothing missing
+    with pytest.raises(ConfigError, match=r"wyoming missing\): pip install 'wavenet-stt\[serve\]'"):
+        require_extra(ServeConfig(wyoming="tcp://127.0.0.1:10300"))

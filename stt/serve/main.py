@@ -137,8 +137,28 @@ async def serve_forever(engine: Engine, config: ServeConfig, sock: socket.socket
             raise ConfigError(f"cannot serve {task.get_name()}: {exc.strerror or exc}") from None
 
 
+def require_extra(config: ServeConfig) -> None:
+    """Say in one line which package of the ``[serve]`` extra is missing, before any work.
+
+    Raises:
+        ConfigError: fastapi, uvicorn, python-multipart (or wyoming, if asked for) is missing.
+    """
+    import importlib.util
+
+    needed = {"fastapi": "fastapi", "uvicorn": "uvicorn", "python_multipart": "python-multipart"}
+    if config.wyoming:
+        needed["wyoming"] = "wyoming"
+    missing = [pip for module, pip in needed.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise ConfigError(
+            f"stt serve needs the serve extra ({', '.join(missing)} missing): "
+            "pip install 'wavenet-stt[serve]'"
+        )
+
+
 def run(config: ServeConfig) -> int:
-    """Bind, load, warn, serve; returns the exit status."""
+    """Check, bind, load, warn, serve; returns the exit status."""
+    require_extra(config)
     sock = listen(config.host, config.port)
     if config.wyoming:
         check_wyoming_address(config.wyoming)
