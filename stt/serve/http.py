@@ -238,8 +238,12 @@ def create_app(engine: Engine, config: ServeConfig) -> FastAPI:
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
-        entry = {"object": "model", "created": 0, "owned_by": "stt",
-                 "decoder": engine.info.decoder, "path": engine.info.model_path}  # fmt: skip
+        entry = {
+            "object": "model",
+            "created": 0,
+            "owned_by": "stt",
+            "decoder": engine.info.decoder,
+        }  # fmt: skip (no server paths for clients)
         return {"object": "list", "data": [{"id": engine.info.model_id, **entry}]}
 
     @app.post("/v1/audio/transcriptions", openapi_extra=UPLOAD_SCHEMA)
