@@ -356,9 +356,12 @@ def export_model(
             "methods": ["forward", "forward_features", "mfcc"],
         }
     if streaming:
-        stream_meta = streaming_metadata(model, vocab, checkpoint=checkpoint.name)
+        from stt.streaming import StreamingEncoder
+
+        encoder = StreamingEncoder(model, threads=None)
+        stream_meta = streaming_metadata(encoder, vocab, checkpoint=checkpoint.name)
         stream_meta["opset"] = opset
-        path = export_streaming(model, out_dir / STREAMING_FILE, stream_meta, opset)
+        path = export_streaming(encoder, out_dir / STREAMING_FILE, stream_meta, opset)
         _write_json(out_dir / STREAMING_METADATA_FILE, stream_meta)
         result.extra += [path, out_dir / STREAMING_METADATA_FILE]
         files[STREAMING_FILE] = {"format": "onnx", "opset": opset, "streaming": True}
@@ -374,22 +377,6 @@ def export_model(
 # ---------------------------------------------------------------------------------------------
 
 STREAMING_FILE, STREAMING_METADATA_FILE = "model.streaming.onnx", "model.streaming.json"
-
-
-def _frozen_norm(module: torch.nn.Module):
-    """The eval-mode norm of ``module`` as a function of time-major ``(frames, channels)`` over
-    detached constants (a trace cannot embed parameters that require grad)."""
-    from stt.model import ChannelLayerNorm, MaskedBatchNorm1d
-
-    if isinstance(module, ChannelLayerNorm):
-        ln = module.norm
-        w, b, shape, eps = ln.weight.detach(), ln.bias.detach(), tuple(ln.normalized_shape), ln.eps
-        return lambda z: torch.layer_norm(z, shape, w, b, eps)
-    if isinstance(module, MaskedBatchNorm1d):
-        scale = (module.weight * torch.rsqrt(module.running_var + module.eps)).detach()
-        shift = (module.bias - module.running_mean * scale).detach()
-        return lambda z: z * scale + shift
-    return lambda z: z
 
 
 class StreamingStep(torch.nn.Module):
@@ -412,25 +399,25 @@ class StreamingStep(torch.nn.Module):
         self.n_mfcc = encoder.n_mfcc
         self.proj_w, self.proj_b = encoder._proj_w, encoder._proj_b
         self.blocks = encoder._blocks
-        self.norms = [_frozen_norm(b.norm) for b in encoder.model.blocks]
         self.skip_w, self.skip_b = encoder._skip_w, encoder._skip_b
         self.hidden_w, self.hidden_b = encoder._hidden_w, encoder._hidden_b
-        self.head_norm = _frozen_norm(encoder.model.head.norm)
+        self.head_norm = encoder._head_norm
         self.out_w, self.out_b = encoder._out_w, encoder._out_b
 
     def forward(self, features: torch.Tensor, proj_cache: torch.Tensor, *caches: torch.Tensor):
         s, c = self.stride, self.channels
-        groups = torch.cat([proj_cache, features]).reshape(-1, s * self.n_mfcc)
+        frames = torch.cat([proj_cache, features])
+        groups = frames.reshape(-1, s * self.n_mfcc)
         taps = torch.cat([groups[:-1], groups[1:]], dim=1)  # output j: groups j and j + 1
         x = torch.addmm(self.proj_b, taps, self.proj_w)  # (n, C)
         new_caches, gated = [], []
-        for b, norm, cache in zip(self.blocks, self.norms, caches, strict=True):
+        for b, cache in zip(self.blocks, caches, strict=True):
             xx = torch.cat([cache, x])  # (context + n, C)
             new_caches.append(xx[xx.shape[0] - b.context :])
             window = [xx[i * b.dilation : xx.shape[0] - b.context + i * b.dilation]
                       for i in range(b.kernel)]  # fmt: skip
             z = torch.cat(window, dim=1) @ b.weight
-            z = norm(z if b.bias is None else z + b.bias)
+            z = b.norm(z if b.bias is None else z + b.bias)
             h = torch.tanh(z[:, :c]) * torch.sigmoid(z[:, c:])
             gated.append(h)
             if b.res_weight is not None:
@@ -440,7 +427,7 @@ class StreamingStep(torch.nn.Module):
         if self.hidden_b is not None:
             h = h + self.hidden_b
         logits = torch.addmm(self.out_b, torch.relu(self.head_norm(h)), self.out_w)
-        new_proj = torch.cat([proj_cache, features])[features.shape[0] :]
+        new_proj = frames[features.shape[0] :]
         return (torch.log_softmax(logits, dim=1), new_proj, *new_caches)
 
 
@@ -452,12 +439,10 @@ def streaming_io(encoder) -> tuple[list[str], list[str]]:
 
 
 @torch.no_grad()
-def export_streaming(model: WaveNetCTC, path: str | Path, meta: dict, opset: int) -> Path:
-    """Write the step graph (:class:`StreamingStep`) of causal ``model`` as ONNX to ``path``."""
-    from stt.streaming import StreamingEncoder
-
+def export_streaming(encoder, path: str | Path, meta: dict, opset: int) -> Path:
+    """Write the step graph (:class:`StreamingStep`) of a causal model's
+    :class:`~stt.streaming.StreamingEncoder` as ONNX to ``path``."""
     onnx = _require("onnx")
-    encoder = StreamingEncoder(model, threads=None)
     step = StreamingStep(encoder).eval()
     inputs, outputs = streaming_io(encoder)
     example = (torch.randn(3 * encoder.stride, encoder.n_mfcc),
@@ -476,11 +461,9 @@ def export_streaming(model: WaveNetCTC, path: str | Path, meta: dict, opset: int
     return Path(path)
 
 
-def streaming_metadata(model: WaveNetCTC, vocab: Vocabulary, **extra) -> dict:
-    """What a runtime needs to drive the step graph, beside the usual metadata."""
-    from stt.streaming import StreamingEncoder
-
-    encoder = StreamingEncoder(model, threads=None)
+def streaming_metadata(encoder, vocab: Vocabulary, **extra) -> dict:
+    """What a runtime needs to drive the step graph of ``encoder``, beside the usual metadata."""
+    model = encoder.model
     inputs, outputs = streaming_io(encoder)
     f = model.config.features
     return {
@@ -513,6 +496,7 @@ def onnx_streaming_encoder(model: WaveNetCTC, path: str | Path):
 
     ort = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
 
     class OnnxStreamingEncoder(StreamingEncoder):
         def reset(self) -> None:
@@ -533,7 +517,6 @@ def onnx_streaming_encoder(model: WaveNetCTC, path: str | Path):
             if not n:
                 return self._empty()
             x, self._pending = self._pending[: n * s], self._pending[n * s :]
-            names = [i.name for i in session.get_inputs()]
             feeds = dict(zip(names, [x.numpy().astype(np.float32), *self._caches], strict=True))
             log_probs, *self._caches = session.run(None, feeds)
             self.frames += n

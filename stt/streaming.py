@@ -124,14 +124,21 @@ def _taps(weight: Tensor) -> Tensor:
 
 
 def _norm_fn(module) -> Any:
-    """The eval-mode norm of ``module`` as a function of ``(frames, channels)``."""
+    """The eval-mode norm of ``module`` as a function of ``(frames, channels)``, over detached
+    copies of its weights: read once like every other weight here, and constants a trace of the
+    step (:class:`stt.export.StreamingStep`) can embed."""
     if isinstance(module, ChannelLayerNorm):
         ln = module.norm
-        shape, w, b, eps = ln.normalized_shape, ln.weight, ln.bias, ln.eps
+        shape, eps = tuple(ln.normalized_shape), ln.eps
+        w, b = ln.weight.detach(), ln.bias.detach()
         return lambda z: torch.layer_norm(z, shape, w, b, eps)
     if isinstance(module, NoNorm):
         return lambda z: z
-    return lambda z: module(z.T[None], None)[0].T  # MaskedBatchNorm1d: per frame in eval mode
+    # MaskedBatchNorm1d in eval mode: its running statistics, per channel, as its forward does.
+    mean = module.running_mean.detach().clone()
+    scale = (module.weight * torch.rsqrt(module.running_var + module.eps)).detach()
+    bias = module.bias.detach()
+    return lambda z: (z.float() - mean) * scale + bias
 
 
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, n: int, kernel: int, step: int,
