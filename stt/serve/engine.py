@@ -106,7 +106,6 @@ class Engine:
         )  # fmt: skip
         self._lock = threading.Lock()
         self._in_flight = 0
-        self.open_streams = 0
 
     @property
     def in_flight(self) -> int:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 import re
 import shutil
@@ -335,8 +336,6 @@ async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: f
 
 
 async def _control(engine: Engine, session: LiveSession, text: str) -> list[dict]:
-    import json
-
     try:
         kind = json.loads(text).get("type")
     except (ValueError, AttributeError):

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from stt.audio import SAMPLE_RATE
 from stt.errors import AudioError
 
 FORMATS = ("s16le", "f32le")
-SAMPLE_RATE = 16000
 
 
 def _word(w: Any, offset: float) -> dict[str, Any]:
