@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from model_fixtures import model_with_norm_statistics
 
 from stt.audio import SAMPLE_RATE
 from stt.checkpoint import model_state, save_checkpoint
@@ -19,7 +20,7 @@ from stt.export import FORMAT, VERSION, export_model
 from stt.exported import load_exported
 from stt.features import MFCC, FeatureConfig
 from stt.fusion import fuse
-from stt.model import MaskedBatchNorm1d, ModelConfig, WaveNetCTC
+from stt.model import WaveNetCTC
 from stt.portable import PortableMFCC, PortableWaveNetCTC
 from stt.text import Vocabulary
 from stt.transcribe import load_model
@@ -52,21 +53,11 @@ def padded(waves: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def tiny_model(seed: int = 0, **overrides) -> WaveNetCTC:
     """A small eval-mode model with non-trivial norm statistics (so folding is exercised)."""
-    torch.manual_seed(seed)
     config = dict(
         channels=16, kernel_size=3, dilations=[1, 2, 4], stacks=1, stride=2, head_channels=16,
         dropout=0.0,
     )  # fmt: skip
-    model = WaveNetCTC(ModelConfig(**{**config, **overrides}), len(VOCAB))
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, MaskedBatchNorm1d):
-                module.running_mean.normal_(0.0, 0.5)
-                module.running_var.uniform_(0.3, 3.0)
-            if isinstance(module, MaskedBatchNorm1d | torch.nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.3)
-    return model.eval()
+    return model_with_norm_statistics(config, len(VOCAB), seed, **overrides)
 
 
 def assert_same_valid_frames(expected, expected_lengths, got, got_lengths) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from model_fixtures import model_with_norm_statistics
 
 from stt.features import FeatureConfig
 from stt.fusion import FusedWaveNetCTC, fuse, fused_for_inference
 from stt.inference import infer_log_probs
-from stt.model import MaskedBatchNorm1d, ModelConfig, WaveNetCTC
+from stt.model import ModelConfig, WaveNetCTC
 
 ATOL = 1e-4  # the tolerance stt.transcribe's stitching tests hold whole passes to
 
@@ -17,7 +18,6 @@ ATOL = 1e-4  # the tolerance stt.transcribe's stitching tests hold whole passes 
 def model_with_stats(seed: int = 0, **overrides) -> WaveNetCTC:
     """A small eval-mode model whose norms have non-trivial statistics and affine parameters
     (freshly initialised ones would make batch-norm folding look right for free)."""
-    torch.manual_seed(seed)
     config = dict(
         channels=24,
         kernel_size=3,
@@ -27,16 +27,7 @@ def model_with_stats(seed: int = 0, **overrides) -> WaveNetCTC:
         head_channels=20,
         dropout=0.1,
     )
-    model = WaveNetCTC(ModelConfig(**{**config, **overrides}), 29)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, MaskedBatchNorm1d):
-                module.running_mean.normal_(0.0, 0.5)
-                module.running_var.uniform_(0.3, 3.0)
-            if isinstance(module, MaskedBatchNorm1d | torch.nn.LayerNorm):
-                module.weight.uniform_(0.5, 1.5)
-                module.bias.normal_(0.0, 0.3)
-    return model.eval()
+    return model_with_norm_statistics(config, 29, seed, **overrides)
 
 
 def padded_batch(lengths: list[int], seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
