@@ -332,8 +332,9 @@ def test_cli_eval_of_an_export_scores_what_the_checkpoint_scores(
     reports = {}
     for name, model in {"torch": checkpoint, "onnx": exported / "model.onnx",
                         "torchscript": exported / "model.ts"}.items():  # fmt: skip
+        backend = ["--backend", name] if name == "torchscript" else []  # the others: auto
         code, _, err = run(capsys, "eval", str(model), str(manifest), "--out",
-                           str(tmp_path / name), "--no-progress")  # fmt: skip
+                           str(tmp_path / name), "--no-progress", *backend)  # fmt: skip
         assert code == 0, err
         report = json.loads((tmp_path / name / "report.json").read_text())
         utterances = (tmp_path / name / "utterances.jsonl").read_text().splitlines()
@@ -470,3 +471,15 @@ def test_streaming_step_graph_reproduces_the_offline_log_probs_chunk_by_chunk(
         got = torch.cat([*pieces, encoder.finish()])
         assert got.shape == expected.shape
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_cli_export_streaming_writes_the_step_graph(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    pytest.importorskip("onnx", reason=NO_ONNX)
+    out = tmp_path / "out"
+    code, printed, err = run(capsys, "export", str(causal_checkpoint(tmp_path)), str(out),
+                             "--streaming", "--format", "onnx")  # fmt: skip
+    assert code == 0, err
+    assert "model.streaming.onnx" in printed and "model.streaming.json" in printed
+    meta = json.loads((out / "model.streaming.json").read_text())
+    assert meta["streaming"]["outputs"][0] == "log_probs"
