@@ -8,23 +8,28 @@
 #            first 5 epochs, which left FSDD digits misspelt), so no corpus drowns the reader data; stops at
 #            the dev-loss plateau or after TRAIN_MINUTES (rerun to continue: trainer.resume=auto
 #            resumes exactly from the last checkpoint, written every 100 steps);
+#   anneal   a short second run from the main run's last checkpoint with a fresh optimiser and the
+#            learning rate decayed to ~0 on a cosine over ANNEAL_STEPS (~1 epoch): the main run's
+#            inverse-sqrt schedule never lowers the rate far enough for the final settling;
 #   lm       scripts/build_lm.sh: the pruned, 8-bit quantised 4-gram of lm_text/ + transcripts;
 #   package  scripts/package_model.sh: alpha/beta tuned on every dev split, fp16 weights, LM and
 #            decoder.yaml into stt/assets/default/, `stt eval` reports in bench/results/.
 # Usage: scripts/train_default_model.sh [WORK_DIR=data_cache] [MODEL=medium]
-#   STAGES="data train lm package" (default: all), TRAIN_MINUTES=85, INIT_FROM=checkpoint|none,
+#   STAGES="data train anneal lm package" (default: all), TRAIN_MINUTES=85, ANNEAL_STEPS=600, INIT_FROM=checkpoint|none,
 #   TRAIN_WEIGHTS="2,1,1,2,1,1" (librispeech, speechocean, ljspeech, an4, fsdd, synth),
 #   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
 MODEL="${2:-medium}"
-STAGES="${STAGES:-data train lm package}"
+STAGES="${STAGES:-data train anneal lm package}"
+ANNEAL_STEPS="${ANNEAL_STEPS:-600}"
 TRAIN_MINUTES="${TRAIN_MINUTES:-85}"
 TRAIN_WEIGHTS="${TRAIN_WEIGHTS:-2,1,1,2,1,1}"
 INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
 STT="${STT:-.venv/bin/stt}"
 RUN="$WORK/runs/$MODEL-real"
+ANNEAL_RUN="$RUN-anneal"
 W="$WORK"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
 
@@ -35,6 +40,17 @@ if has data; then
   done
 fi
 
+# stt train on every real train split plus synthetic speech, scored on every dev split.
+train_on_real_data() {
+  local run_dir="$1"; shift
+  $STT train model="$MODEL" \
+    "data.train=[$W/decoded/librispeech/train.jsonl,$W/decoded/speechocean/train.jsonl,$W/decoded/ljspeech/train.jsonl,$W/an4/train.jsonl,$W/fsdd/train.jsonl,$W/synth/train.jsonl]" \
+    "data.train_weights=[$TRAIN_WEIGHTS]" \
+    "data.dev=[$W/librispeech/dev.jsonl,$W/speechocean/dev.jsonl,$W/ljspeech/dev.jsonl,$W/an4/dev.jsonl,$W/fsdd/dev.jsonl,$W/synth/dev.jsonl]" \
+    run_dir="$run_dir" trainer.checkpoint_every_steps=100 trainer.log_every_steps=20 \
+    trainer.progress=false "$@" ${TRAIN_OVERRIDES:-}
+}
+
 if has train; then
   init=()
   # Warm start only for a new run: a resumed run continues from its own last.pt.
@@ -44,13 +60,22 @@ if has train; then
     cp -n "$INIT_FROM" "$RUN/init.pt"
     init=("init_from=$RUN/init.pt")
   fi
-  $STT train model="$MODEL" "${init[@]}" \
-    "data.train=[$W/decoded/librispeech/train.jsonl,$W/decoded/speechocean/train.jsonl,$W/decoded/ljspeech/train.jsonl,$W/an4/train.jsonl,$W/fsdd/train.jsonl,$W/synth/train.jsonl]" \
-    "data.train_weights=[$TRAIN_WEIGHTS]" \
-    "data.dev=[$W/librispeech/dev.jsonl,$W/speechocean/dev.jsonl,$W/ljspeech/dev.jsonl,$W/an4/dev.jsonl,$W/fsdd/dev.jsonl,$W/synth/dev.jsonl]" \
-    run_dir="$RUN" trainer.patience=4 trainer.min_delta=0.005 \
-    trainer.max_time_minutes="$TRAIN_MINUTES" trainer.checkpoint_every_steps=100 \
-    trainer.log_every_steps=20 trainer.progress=false optim.lr=2e-3 ${TRAIN_OVERRIDES:-}
+  train_on_real_data "$RUN" "${init[@]}" trainer.patience=4 trainer.min_delta=0.005 \
+    trainer.max_time_minutes="$TRAIN_MINUTES" optim.lr=2e-3
+fi
+
+if has anneal; then
+  # A fresh run (its own folder), resumable like the main one; the main run is left as it was.
+  init=()
+  if [ ! -f "$ANNEAL_RUN/last.pt" ]; then
+    mkdir -p "$ANNEAL_RUN"
+    cp "$RUN/last.pt" "$ANNEAL_RUN/init.pt"
+    init=("init_from=$ANNEAL_RUN/init.pt")
+  fi
+  train_on_real_data "$ANNEAL_RUN" "${init[@]}" optim.lr=4.5e-4 optim.schedule=cosine \
+    optim.warmup_steps=$((ANNEAL_STEPS / 20)) optim.total_steps="$ANNEAL_STEPS" optim.min_lr_ratio=0.02 \
+    trainer.max_steps="$ANNEAL_STEPS" trainer.eval_every_steps=$((ANNEAL_STEPS / 2)) \
+    trainer.patience=4
 fi
 
 if has lm; then
@@ -58,6 +83,9 @@ if has lm; then
 fi
 
 if has package; then
-  RETUNE=1 bash scripts/package_model.sh "$RUN/best.pt" stt/assets/default "$WORK" \
+  # The annealed model when that stage ran, else the main run's best.
+  best="$RUN/best.pt"
+  [ -f "$ANNEAL_RUN/best.pt" ] && best="$ANNEAL_RUN/best.pt"
+  RETUNE=1 bash scripts/package_model.sh "$best" stt/assets/default "$WORK" \
     bench/results/default_model
 fi

@@ -4,6 +4,7 @@ scripts/train_default_model.sh, scripts/build_lm.sh, run as the README says, on 
 
 from __future__ import annotations
 
+import csv
 import json
 import lzma
 import os
@@ -115,16 +116,24 @@ def test_the_recipe_runs_on_tiny_data_and_reruns_as_a_no_op(tmp_path):
 
     # Training stage: the recipe's own stt train command, with a tiny model for one epoch.
     overrides = " ".join([*TINY_MODEL, "trainer.max_epochs=1", "data.num_workers=0",
-                          "trainer.tensorboard=false"])  # fmt: skip
-    run(
+                          "trainer.tensorboard=false", "trainer.log_every_steps=1"])  # fmt: skip
+    trained = run(
         "train_default_model.sh",
         str(work),
         "small",
-        env={**env, "STAGES": "train", "INIT_FROM": "none", "TRAIN_OVERRIDES": overrides},
+        env={**env, "STAGES": "train anneal", "INIT_FROM": "none", "ANNEAL_STEPS": "2",
+             "TRAIN_OVERRIDES": overrides},
     )
     result = json.loads((work / "runs" / "small-real" / "result.json").read_text())
     assert result["epoch"] == 1 and (work / "runs" / "small-real" / "best.pt").exists()
     assert set(result["dev"]) >= {"librispeech/dev", "speechocean/dev", "ljspeech/dev"}
+    # Anneal: a second run from the main run's last checkpoint, its rate decayed on a cosine.
+    annealed = work / "runs" / "small-real-anneal"
+    assert f"initialised from {annealed / 'init.pt'}" in trained.stdout + trained.stderr
+    assert (annealed / "best.pt").exists() and (annealed / "init.pt").exists()
+    rates = [float(row["value"]) for row in csv.DictReader(open(annealed / "metrics.csv"))
+             if row["name"] == "train/lr"]  # fmt: skip
+    assert rates and rates[-1] < rates[0]
 
     # LM: built from lm_text minus the dev sentences, plus the train transcripts.
     run("build_lm.sh", str(work), env=env)
