@@ -64,6 +64,28 @@ SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)
 """What soundfile raises for a file it cannot decode (opening, or part way through)."""
 
 
+def as_chunk(samples: np.ndarray | torch.Tensor) -> np.ndarray:
+    """A live chunk as ``(n,)`` float32 samples, int16 PCM scaled to [-1, 1), checked before
+    it reaches any stream's state.
+
+    Raises:
+        AudioError: not 1-D, or NaN/Inf samples (the stream can go on with the next chunk).
+    """
+    if isinstance(samples, torch.Tensor):
+        samples = samples.detach().cpu().numpy()
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise AudioError(f"audio chunk must be 1-D (samples,) 16 kHz mono, got shape "
+                         f"{samples.shape}")  # fmt: skip
+    if samples.dtype == np.int16:
+        return samples.astype(np.float32) / 32768.0
+    samples = np.ascontiguousarray(samples, dtype=np.float32)
+    # Refused before any state changes, so the stream goes on with the next good chunk.
+    if not np.isfinite(samples).all():
+        raise AudioError("audio chunk contains NaN or infinite sample values; chunk ignored")
+    return samples
+
+
 def unreadable_audio(path: str | Path, exc: Exception) -> AudioError:
     """A file that opened but failed part way through: damaged or cut short."""
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -44,7 +44,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stt.audio import SAMPLE_RATE, FileReader, load_audio, open_soundfile
+from stt.audio import SAMPLE_RATE, FileReader, as_chunk, load_audio, open_soundfile
 from stt.checkpoint import read_model
 from stt.decoding import (
     BeamSearchDecoder,
@@ -143,12 +143,17 @@ def _norm_fn(module) -> Any:
 
 def _conv(x: Tensor, weight: Tensor, bias: Tensor | None, n: int, kernel: int, step: int,
           dilation: int) -> Tensor:  # fmt: skip
-    """``n`` outputs of a convolution over time-major ``x`` ``(frames, C)`` without padding:
-    output ``t`` sees frames ``t * step + i * dilation``, ``i < kernel``."""
-    c = x.shape[1]
-    taps = x.as_strided((n, kernel * c), (step * c, 1)) if dilation == 1 else (
-        x.as_strided((n, kernel, c), (step * c, dilation * c, 1)).reshape(n, kernel * c)
-    )  # fmt: skip
+    """``n`` outputs per stream of a convolution over contiguous time-major ``x``, ``(frames,
+    C)`` or ``(streams, frames, C)``, without padding: output ``t`` sees frames ``t * step + i *
+    dilation``, ``i < kernel``. Returns ``(streams * n, out)``, stream by stream."""
+    if x.dim() == 2:
+        x = x[None]
+    b, t, c = x.shape
+    if b == 1 and dilation == 1:  # the taps of consecutive frames are one strided view
+        taps = x.as_strided((n, kernel * c), (step * c, 1))
+    else:
+        taps = x.as_strided((b, n, kernel, c), (t * c, step * c, dilation * c, 1))
+        taps = taps.reshape(b * n, kernel * c)
     return taps @ weight if bias is None else torch.addmm(bias, taps, weight)
 
 
@@ -246,18 +251,23 @@ class StreamingEncoder:
         """Feed ``(n,)`` float32 16 kHz samples (any ``n``, even 0); returns the log-probs
         ``(new_frames, vocab)`` of the output frames completed so far and not yet returned."""
         with _torch_threads(self.threads):
-            return self._accept(_as_float32(samples))
+            return self._accept(as_chunk(samples))
 
     def _accept(self, samples: np.ndarray) -> Tensor:
+        framed = self._take(samples)
+        return self._empty() if framed is None else self._step(self._features(framed))
+
+    def _take(self, samples: np.ndarray) -> np.ndarray | None:
+        """Take new samples: the samples of the feature frames they complete (None: none yet);
+        the rest waits for the next chunk."""
         self.samples_seen += len(samples)
         buf = np.concatenate([self._samples, samples]) if len(self._samples) else samples
         n = 0 if len(buf) < self.n_fft else (len(buf) - self.n_fft) // self.hop + 1
         if not n:
             self._samples = buf.copy() if buf is samples else buf
-            return self._empty()
-        feats = self._features(buf[: (n - 1) * self.hop + self.n_fft])
+            return None
         self._samples = buf[n * self.hop :].copy()
-        return self._step(feats)
+        return buf[: (n - 1) * self.hop + self.n_fft]
 
     @torch.inference_mode()
     def finish(self) -> Tensor:
@@ -284,11 +294,15 @@ class StreamingEncoder:
 
     def _features(self, samples: np.ndarray) -> Tensor:
         """MFCC (normalised like the model's) of whole frames: ``(frames, n_mfcc)``."""
-        feats = self._mfcc(torch.from_numpy(samples)[None])  # (1, n_mfcc, frames)
+        return self._normalise(self._mfcc(torch.from_numpy(samples)[None]))
+
+    def _normalise(self, mfcc: Tensor) -> Tensor:
+        """This stream's new MFCC frames ``(1, n_mfcc, frames)`` -> normalised, ``(frames,
+        n_mfcc)``."""
         if self.running:
-            feats = self._norm(feats)
-        self.feature_frames += feats.shape[-1]
-        return feats[0].T
+            mfcc = self._norm(mfcc)
+        self.feature_frames += mfcc.shape[-1]
+        return mfcc[0].T
 
     def _step(self, feats: Tensor | None, final: bool = False) -> Tensor:
         """New normalised feature frames ``(frames, n_mfcc)`` (None: none) -> the log-probs of
@@ -315,26 +329,92 @@ class StreamingEncoder:
 
     def _encode(self, x: Tensor) -> Tensor:
         """Input-projection frames ``(n, C)`` -> log-probs ``(n, vocab)``."""
-        n = len(x)
-        if not n:
-            return self._empty()
-        self.frames += n
-        c = self.channels
-        gated = []
-        for b in self._blocks:
-            xx = torch.cat([b.cache, x])  # (context + n, C)
-            b.cache = xx[n:]  # contiguous: whole rows
-            z = b.norm(_conv(xx, b.weight, b.bias, n, b.kernel, 1, b.dilation))  # (n, 2C)
-            h = torch.tanh(z[:, :c]) * torch.sigmoid(z[:, c:])
-            gated.append(h)
-            if b.res_weight is not None:  # (x + res(h)) * sqrt(1/2)
-                x = torch.addmm(b.res_bias, h, b.res_weight).add_(x, alpha=math.sqrt(0.5))
-        skip = torch.addmm(self._skip_b, torch.cat(gated, dim=1), self._skip_w)  # (n, C)
-        h = torch.relu(skip) @ self._hidden_w
-        if self._hidden_b is not None:
-            h = h + self._hidden_b
-        logits = torch.addmm(self._out_b, torch.relu(self._head_norm(h)), self._out_w)
-        return F.log_softmax(logits.float(), dim=1)  # (n, vocab)
+        return _encode_together([self], x[None])[0]
+
+    @staticmethod
+    @torch.inference_mode()
+    def accept_together(encoders: Sequence[StreamingEncoder],
+                        chunks: Sequence[np.ndarray | Tensor]) -> list[Tensor]:  # fmt: skip
+        """:meth:`accept` of one chunk for each of several streams (each encoder at most once):
+        the same log-probs, but the streams of one model that complete the same number of
+        frames go through the network as one batch. A chunk's step is mostly the Python and
+        call overhead of small matrix products (15 blocks), so a server with many live streams
+        pays it once per batch instead of once per stream.
+
+        Raises:
+            AudioError: a chunk is not 1-D or holds NaN/Inf (checked before any state changes).
+        """
+        chunks = [as_chunk(c) for c in chunks]
+        if len({id(e) for e in encoders}) != len(encoders):
+            raise ValueError("accept_together takes each stream's encoder at most once")
+        out: list[Tensor | None] = [None] * len(encoders)
+        with _torch_threads(encoders[0].threads if encoders else None):
+            framed = [enc._take(c) for enc, c in zip(encoders, chunks, strict=True)]
+            # MFCC: one call per group of streams of one model with as many samples to frame.
+            feats: list[Tensor | None] = [None] * len(encoders)
+            for members in _groups(encoders, framed, len).values():
+                mfcc = encoders[members[0]]._mfcc(
+                    torch.from_numpy(np.stack([framed[i] for i in members]))
+                )
+                for i, rows in zip(members, mfcc, strict=True):
+                    feats[i] = encoders[i]._normalise(rows[None])
+            # The network: one pass per group of streams completing as many frames.
+            projected: list[Tensor | None] = [None] * len(encoders)
+            for i, (enc, f) in enumerate(zip(encoders, feats, strict=True)):
+                if f is None:
+                    out[i] = enc._empty()
+                elif type(enc)._step is not StreamingEncoder._step:  # another runtime's step
+                    out[i] = enc._step(f)
+                else:
+                    projected[i] = enc._project(f)
+            for members in _groups(encoders, projected, len).values():
+                batch = _encode_together([encoders[i] for i in members],
+                                         torch.stack([projected[i] for i in members]))  # fmt: skip
+                for i, log_probs in zip(members, batch, strict=True):
+                    out[i] = log_probs
+        return out  # type: ignore[return-value]
+
+
+def _groups(encoders: Sequence[StreamingEncoder], items: Sequence[Any],
+            size: Callable[[Any], int]) -> dict[tuple[int, int], list[int]]:  # fmt: skip
+    """The indices of the ``items`` that are not None, grouped by their encoder's model and
+    ``size(item)``: the items that one batched call can take together."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (enc, item) in enumerate(zip(encoders, items, strict=True)):
+        if item is not None:
+            groups.setdefault((id(enc.model), size(item)), []).append(i)
+    return groups
+
+
+def _encode_together(encoders: Sequence[StreamingEncoder], x: Tensor) -> list[Tensor]:
+    """Input-projection frames ``(streams, n, C)`` of streams of one model, each stream's
+    encoder in ``encoders`` -> their log-probs, ``(n, vocab)`` each; each stream's caches
+    advance. The weights are the first encoder's (the same model's as the others')."""
+    lead = encoders[0]
+    b, n, c = x.shape
+    if not n:
+        return [e._empty() for e in encoders]
+    for e in encoders:
+        e.frames += n
+    x = x.reshape(b * n, c)
+    gated = []
+    for layer, block in enumerate(lead._blocks):
+        caches = [e._blocks[layer].cache for e in encoders]
+        stacked = caches[0][None] if b == 1 else torch.stack(caches)
+        xx = torch.cat([stacked, x.view(b, n, c)], dim=1)  # (streams, context + n, C)
+        for e, rows in zip(encoders, xx, strict=True):
+            e._blocks[layer].cache = rows[n:]  # contiguous: whole rows of one stream
+        z = block.norm(_conv(xx, block.weight, block.bias, n, block.kernel, 1, block.dilation))
+        h = torch.tanh(z[:, :c]) * torch.sigmoid(z[:, c:])  # (streams * n, C)
+        gated.append(h)
+        if block.res_weight is not None:  # (x + res(h)) * sqrt(1/2)
+            x = torch.addmm(block.res_bias, h, block.res_weight).add_(x, alpha=math.sqrt(0.5))
+    skip = torch.addmm(lead._skip_b, torch.cat(gated, dim=1), lead._skip_w)
+    h = torch.relu(skip) @ lead._hidden_w
+    if lead._hidden_b is not None:
+        h = h + lead._hidden_b
+    logits = torch.addmm(lead._out_b, torch.relu(lead._head_norm(h)), lead._out_w)
+    return list(F.log_softmax(logits.float(), dim=1).view(b, n, -1))  # (n, vocab) per stream
 
 
 @contextmanager
@@ -349,23 +429,6 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-def _as_float32(samples: np.ndarray | Tensor) -> np.ndarray:
-    """``(n,)`` float32 samples; int16 PCM is scaled to [-1, 1)."""
-    if isinstance(samples, Tensor):
-        samples = samples.detach().cpu().numpy()
-    samples = np.asarray(samples)
-    if samples.ndim != 1:
-        raise AudioError(f"audio chunk must be 1-D (samples,) 16 kHz mono, got shape "
-                         f"{samples.shape}")  # fmt: skip
-    if samples.dtype == np.int16:
-        return samples.astype(np.float32) / 32768.0
-    samples = np.ascontiguousarray(samples, dtype=np.float32)
-    # Refused before any state changes, so the stream goes on with the next good chunk.
-    if not np.isfinite(samples).all():
-        raise AudioError("audio chunk contains NaN or infinite sample values; chunk ignored")
-    return samples
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,10 +528,27 @@ class StreamingTranscriber:
 
     def accept(self, samples: np.ndarray | Tensor) -> Partial:
         """Feed ``(n,)`` samples; returns the partial transcript of the utterance so far."""
-        samples = _as_float32(samples)  # a bad chunk is refused here, before any state changes
+        samples = as_chunk(samples)  # a bad chunk is refused here, before any state changes
         if self.gate is not None:
             self.gate.hear(samples)
         return self._advance(self.encoder.accept(samples))
+
+    @staticmethod
+    def accept_together(transcribers: Sequence[StreamingTranscriber],
+                        chunks: Sequence[np.ndarray | Tensor]) -> list[Partial]:  # fmt: skip
+        """:meth:`accept` of one chunk for each of several streams (each at most once), their
+        encoders run as one batch (:meth:`StreamingEncoder.accept_together`): the same partials
+        as one call per stream, for a fraction of the time when there are many streams.
+
+        Raises:
+            AudioError: a chunk is not 1-D or holds NaN/Inf (before any stream changes).
+        """
+        chunks = [as_chunk(c) for c in chunks]
+        for t, samples in zip(transcribers, chunks, strict=True):
+            if t.gate is not None:
+                t.gate.hear(samples)
+        encoded = StreamingEncoder.accept_together([t.encoder for t in transcribers], chunks)
+        return [t._advance(lp) for t, lp in zip(transcribers, encoded, strict=True)]
 
     def finish(self) -> Transcript:
         """End the utterance: its final transcript (times in seconds from its start); the

@@ -121,6 +121,68 @@ def test_one_sample_chunks_equal_the_offline_forward_pass(model):
     np.testing.assert_allclose(got, offline(model, waveform), atol=1e-4, rtol=0)
 
 
+def test_streams_accepted_together_equal_each_stream_alone(model):
+    # Five streams at different points (one starts late, one with odd chunk sizes, one of a
+    # second model), fed together round by round: the batched path groups streams of one model
+    # completing the same number of frames; each stream's log-probs equal its own solo run.
+    other = wordy(causal_model(seed=1), audio(3.0))
+    waves = [audio(2.0, seed=s) for s in range(5)]
+    models = [model, model, model, other, model]
+    sizes = [1600, 1600, 1234, 1600, 320]
+    starts = [0, 0, 0, 0, 3]  # the last stream joins at round 3
+    together = [StreamingEncoder(m) for m in models]
+    got = [[] for _ in waves]
+    for r in range(110):  # the 320-sample stream needs 100 rounds
+        live = [
+            i for i in range(5) if r >= starts[i] and (r - starts[i]) * sizes[i] < len(waves[i])
+        ]
+        chunks = [waves[i][(r - starts[i]) * sizes[i] :][: sizes[i]] for i in live]
+        out = StreamingEncoder.accept_together([together[i] for i in live], chunks)
+        for i, lp in zip(live, out, strict=True):
+            got[i].append(lp)
+    for i, enc in enumerate(together):
+        solo = stream(StreamingEncoder(models[i]), waves[i], sizes[i])
+        both = torch.cat([*got[i], enc.finish()]).numpy()
+        np.testing.assert_allclose(both, solo, atol=1e-5, rtol=0)
+
+
+def test_transcribers_accepted_together_give_the_partials_of_each_alone(model, speech):
+    alone = [StreamingTranscriber(model, VOCAB) for _ in range(3)]
+    together = [StreamingTranscriber(model, VOCAB) for _ in range(3)]
+    waves = [speech, audio(3.0, seed=4), speech[::-1].copy()]
+
+    def same(a, b) -> bool:  # a batch's matrix products round differently in the last bits
+        return [(w.word, w.start, w.end) for w in a.words] == [
+            (w.word, w.start, w.end) for w in b.words
+        ] and [w.confidence for w in a.words] == pytest.approx(
+            [w.confidence for w in b.words], abs=1e-5
+        )
+
+    for i in range(0, len(speech), 1600):
+        chunks = [w[i : i + 1600] for w in waves]
+        expected = [t.accept(c) for t, c in zip(alone, chunks, strict=True)]
+        got = StreamingTranscriber.accept_together(together, chunks)
+        assert [(p.text, p.seconds, p.changed) for p in got] == [
+            (p.text, p.seconds, p.changed) for p in expected
+        ]
+        assert all(same(a, b) for a, b in zip(got, expected, strict=True))
+    finals = [t.finish() for t in together], [t.finish() for t in alone]
+    assert [f.text for f in finals[0]] == [f.text for f in finals[1]]
+    assert all(same(a, b) for a, b in zip(*finals, strict=True))
+
+
+def test_a_bad_chunk_among_streams_accepted_together_changes_no_stream(model, speech):
+    together = [StreamingTranscriber(model, VOCAB) for _ in range(2)]
+    fresh = StreamingTranscriber(model, VOCAB)
+    bad = np.full(1600, np.nan, np.float32)
+    with pytest.raises(AudioError, match="NaN or infinite"):
+        StreamingTranscriber.accept_together(together, [speech[:1600], bad])
+    assert together[0].encoder.samples_seen == together[1].encoder.samples_seen == 0
+    assert together[0].accept(speech) == fresh.accept(speech)
+    with pytest.raises(ValueError, match="at most once"):
+        StreamingEncoder.accept_together([together[1].encoder] * 2, [speech[:160]] * 2)
+
+
 @pytest.mark.parametrize("samples", [1, 300, 512, 671, 672, 832, 3333, 16160])
 def test_end_of_stream_gives_the_offline_frames_for_any_length(model, samples):
     # Below 512 samples the offline MFCC pads to one frame; odd feature-frame counts end in a

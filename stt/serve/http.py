@@ -326,13 +326,25 @@ async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: f
             return
         if message.get("bytes") is not None:
             try:
-                replies = await engine.in_stream_pool(session.feed, message["bytes"])
+                replies = await _feed(engine, session, message["bytes"])
             except STTError as exc:  # a bad frame: say so, the stream goes on
                 replies = [{"type": "error", "message": str(exc)}]
         else:
             replies = await _control(engine, session, message.get("text") or "")
         for reply in replies:
             await ws.send_json(reply)
+
+
+async def _feed(engine: Engine, session: LiveSession, data: bytes) -> list[dict]:
+    """:meth:`LiveSession.feed`, its chunk run in the engine's stream batch and an utterance's
+    final decode in the stream pool."""
+    samples = session.take(data)
+    if samples is None:
+        return []
+    replies, reason = session.heard(await engine.accept(session.transcriber, samples))
+    if reason:
+        replies.append(await engine.in_stream_pool(session.end, reason))
+    return replies
 
 
 async def _control(engine: Engine, session: LiveSession, text: str) -> list[dict]:

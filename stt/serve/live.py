@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from stt.audio import SAMPLE_RATE
+from stt.audio import SAMPLE_RATE, as_chunk
 from stt.errors import AudioError
 
 FORMATS = ("s16le", "f32le")
@@ -75,28 +75,46 @@ class LiveSession:
         }
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """Take the next bytes of audio; returns the messages they cause (often none).
+        """Take the next bytes of audio; returns the messages they cause (often none). The
+        server runs the same three steps with the model calls off its event loop.
 
         Raises:
             AudioError: samples that are not finite; the stream goes on with the next frame.
         """
+        samples = self.take(data)
+        if samples is None:
+            return []
+        messages, reason = self.heard(self.transcriber.accept(samples))
+        if reason:
+            messages.append(self.end(reason))
+        return messages
+
+    def take(self, data: bytes) -> np.ndarray | None:
+        """The next bytes of audio as checked float32 samples for the transcriber (None: not
+        one whole sample yet).
+
+        Raises:
+            AudioError: samples that are not finite (nothing is kept of this frame).
+        """
         data = self._rest + data
         usable = len(data) - len(data) % self.sample_bytes
-        self._rest = data[usable:]
         if not usable:
-            return []
+            self._rest = data
+            return None
         dtype = "<i2" if self.audio_format == "s16le" else "<f4"
-        samples = np.frombuffer(data[:usable], dtype=dtype).astype(
-            np.int16 if self.audio_format == "s16le" else np.float32
-        )  # a writable, native-order copy
-        partial = self.transcriber.accept(samples)
-        out = [self._partial(partial)] if partial.changed else []
+        samples = as_chunk(np.frombuffer(data[:usable], dtype=dtype).astype(dtype[1:]))
+        self._rest = data[usable:]
+        return samples
+
+    def heard(self, partial: Any) -> tuple[list[dict[str, Any]], str | None]:
+        """The messages a new partial causes, and why the utterance ends now if it does (the
+        caller then sends :meth:`end`'s final)."""
+        messages = [self._partial(partial)] if partial.changed else []
         reason = self._endpoint(partial)
         if reason == "max_length" and not partial.words:
             self.reset()  # only silence so far: start over without a final to say
-        elif reason:
-            out.append(self.end(reason))
-        return out
+            reason = None
+        return messages, reason
 
     def end(self, reason: str = "end") -> dict[str, Any]:
         """End the utterance now: its ``final`` message; the next audio starts a new one."""

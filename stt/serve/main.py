@@ -68,7 +68,8 @@ def load_engine(config: ServeConfig) -> Engine:
         streaming_model_path=None if stream_path is None else str(stream_path),
     )
     return Engine(transcriber, factory, info, workers=config.workers, queue=config.queue,
-                  stream_workers=config.stream_workers)  # fmt: skip
+                  stream_workers=config.stream_workers,
+                  accept_together=StreamingTranscriber.accept_together)  # fmt: skip
 
 
 def warn_if_exposed(config: ServeConfig) -> None:
