@@ -121,8 +121,13 @@ def test_the_recipe_runs_on_tiny_data_and_reruns_as_a_no_op(tmp_path):
         "train_default_model.sh",
         str(work),
         "small",
-        env={**env, "STAGES": "train anneal", "INIT_FROM": "none", "ANNEAL_STEPS": "2",
-             "TRAIN_OVERRIDES": overrides},
+        env={
+            **env,
+            "STAGES": "train anneal",
+            "INIT_FROM": "none",
+            "ANNEAL_STEPS": "2",
+            "TRAIN_OVERRIDES": overrides,
+        },
     )
     result = json.loads((work / "runs" / "small-real" / "result.json").read_text())
     assert result["epoch"] == 1 and (work / "runs" / "small-real" / "best.pt").exists()
