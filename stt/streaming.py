@@ -46,7 +46,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -170,11 +170,23 @@ class StreamingEncoder:
     setting). A chunk's matrices are far too small to split, so a second thread only adds
     wake-ups, which cost milliseconds when the cores are busy with other work.
 
+    ``like``: an encoder of the same model whose weights this one shares (a server's streams
+    then hold one copy of the weights, ~7 MB for ``causal``, and only their own caches).
+
     Raises:
         ConfigError: the model is not causal or normalises features per utterance.
     """
 
-    def __init__(self, model: WaveNetCTC, name: str = "the model", threads: int | None = 1) -> None:
+    def __init__(self, model: WaveNetCTC, name: str = "the model", threads: int | None = 1,
+                 like: StreamingEncoder | None = None) -> None:  # fmt: skip
+        if like is not None:
+            if like.model is not model:
+                raise ValueError("like= must be an encoder of the same model")
+            self.__dict__.update(like.__dict__)  # the weights; reset() makes the state anew
+            self._blocks = [replace(b) for b in like._blocks]  # own caches
+            self.threads = threads
+            self.reset()
+            return
         check_streamable(model, name)
         self.model = model.cpu().eval()
         self.threads = threads
@@ -458,7 +470,8 @@ class StreamingTranscriber:
     the current one. Use as a context manager (or :meth:`close`) to free a beam decoder.
 
     ``shared_beam``: one beam decoder (its LM loaded once) for many streams, as a server has;
-    ``decoder`` must then describe it.
+    ``decoder`` must then describe it. ``like``: a transcriber of the same model whose encoder
+    weights this one shares (see :class:`StreamingEncoder`).
     ``max_pending_seconds``: the most log-probs a beam-search final decode keeps undecoded
     (``min_pending_seconds``: decoded in pieces of at least this long, cut between words).
     ``max_pause``, ``max_segment_seconds``, ``max_segment_words``: subtitle segments of the
@@ -483,12 +496,13 @@ class StreamingTranscriber:
         threads: int | None = 1,
         gate: bool = True,
         shared_beam: BeamSearchDecoder | None = None,
+        like: StreamingTranscriber | None = None,
     ) -> None:
         if model.vocab_size != len(vocab):
             raise ConfigError(
                 f"the model emits {model.vocab_size} labels but the vocabulary has {len(vocab)}"
             )
-        self.encoder = StreamingEncoder(model, name, threads)
+        self.encoder = StreamingEncoder(model, name, threads, like.encoder if like else None)
         self.vocab = vocab
         self.frame_seconds = self.encoder.frame_seconds
         frame_samples = round(self.frame_seconds * SAMPLE_RATE)

@@ -171,6 +171,17 @@ def test_transcribers_accepted_together_give_the_partials_of_each_alone(model, s
     assert all(same(a, b) for a, b in zip(*finals, strict=True))
 
 
+def test_an_encoder_like_another_shares_its_weights_but_not_its_state(model, speech):
+    first = StreamingEncoder(model)
+    first.accept(speech[:8000])  # mid-stream: the copy must not inherit its caches
+    second = StreamingEncoder(model, like=first)
+    assert second._skip_w is first._skip_w and second._blocks[0].weight is first._blocks[0].weight
+    assert second.samples_seen == 0 and not second._blocks[0].cache.abs().sum()
+    np.testing.assert_allclose(stream(second, speech, 1600), offline(model, speech), atol=1e-4)
+    with pytest.raises(ValueError, match="same model"):
+        StreamingEncoder(causal_model(seed=2), like=first)
+
+
 def test_a_bad_chunk_among_streams_accepted_together_changes_no_stream(model, speech):
     together = [StreamingTranscriber(model, VOCAB) for _ in range(2)]
     fresh = StreamingTranscriber(model, VOCAB)

@@ -26,16 +26,18 @@ log = logging.getLogger("stt.serve")
 
 def _streams_of(path: Path) -> Callable[[], StreamingTranscriber]:
     """A factory of streaming transcribers for the causal checkpoint at ``path``: the model is
-    read once, and a beam decoder (its LM) built once and shared."""
+    read once, its streaming weights prepared once, and a beam decoder (its LM) built once, all
+    shared by every stream."""
     model, vocab = read_model(path)
     check_streamable(model, str(path))
     config = resolve_decoder(path)
     beam = build_decoder(vocab, config, workers=1) if config.kind == "beam" else None
+    template = StreamingTranscriber(model, vocab, config, name=str(path), threads=None,
+                                    shared_beam=beam)  # fmt: skip
 
     def factory() -> StreamingTranscriber:
-        return StreamingTranscriber(
-            model, vocab, config, name=str(path), threads=None, shared_beam=beam
-        )
+        return StreamingTranscriber(model, vocab, config, name=str(path), threads=None,
+                                    shared_beam=beam, like=template)  # fmt: skip
 
     return factory
 
