@@ -21,6 +21,7 @@ from stt.metrics import paired_bootstrap_change
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
 from stt.training.adapt import (
+    freeze,
     freeze_norm_statistics,
     grow_head,
     mix_in,
@@ -74,6 +75,23 @@ def test_frozen_norm_statistics_stay_put_while_their_scale_and_shift_train():
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert not norm.training and model.training
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in norm.parameters())
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer"])
+def test_only_norms_trains_the_norms_scales_and_shifts_and_nothing_else(norm):
+    config = ModelConfig(channels=16, kernel_size=3, dilations=[1, 2], stacks=1, head_channels=16,
+                         norm=norm)  # fmt: skip
+    model = WaveNetCTC(config, len(Vocabulary.default()))
+    frozen = freeze(model, FinetuneConfig(only_norms=True, freeze_input_proj=False))
+    assert frozen == ["every weight but the norms' scales and shifts"]
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    # per block and the head: the norm's weight and bias
+    assert len(trainable) == 2 * (len(model.blocks) + 1)
+    assert all(".norm." in f".{name}" for name in trainable), trainable
+    log_probs, _ = model(torch.randn(2, 8000))
+    log_probs.logsumexp(-1).sum().backward()
+    assert all(p.grad is None for p in model.parameters() if not p.requires_grad)
+    assert all(p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
 
 
 def test_new_characters_come_from_the_training_transcripts_and_extra_chars(tmp_path):
@@ -186,7 +204,8 @@ def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
 
     saved = json.loads((run_dir / "finetune_report.json").read_text())
     assert saved["added_chars"] == ["é"]
-    assert saved["frozen"] == {"input_proj": True, "blocks": 1, "norm_stats": True}
+    assert saved["frozen"] == {"input_proj": True, "blocks": 1, "norm_stats": True,
+                              "only_norms": False}  # fmt: skip
     for when in ("before", "after"):
         for group in ("new", "original"):
             assert set(saved[when][group]) == {"wer", "cer"}

@@ -17,7 +17,7 @@ from torch import nn
 
 from stt.data.manifest import Utterance, read_manifest
 from stt.errors import ConfigError
-from stt.model import MaskedBatchNorm1d, WaveNetCTC
+from stt.model import ChannelLayerNorm, MaskedBatchNorm1d, WaveNetCTC
 from stt.text import Vocabulary
 from stt.training.config import FinetuneConfig, TrainConfig
 
@@ -80,6 +80,9 @@ def grow_head(
 # ---------------------------------------------------------------------------------------------
 
 
+NORM_LAYERS = (MaskedBatchNorm1d, ChannelLayerNorm)
+
+
 def _keep_in_eval_mode(module: nn.Module, _inputs) -> None:
     # A frozen layer is a fixed function: no dropout, and batch-norm statistics stay as trained
     # (model.train() from the loop would otherwise switch both back on).
@@ -102,7 +105,15 @@ def freeze(model: WaveNetCTC, ft: FinetuneConfig) -> list[str]:
         module.requires_grad_(False)
         module.eval()
         module.register_forward_pre_hook(_keep_in_eval_mode)
-    return list(modules)
+    frozen = list(modules)
+    if ft.only_norms:  # the smallest adaptation: every norm's scale and shift, nothing else
+        norms = {id(p) for m in model.modules() if isinstance(m, NORM_LAYERS)
+                 for p in m.parameters()}  # fmt: skip
+        for p in model.parameters():
+            if id(p) not in norms:
+                p.requires_grad_(False)
+        frozen.append("every weight but the norms' scales and shifts")
+    return frozen
 
 
 def freeze_norm_statistics(model: WaveNetCTC) -> int:

@@ -158,6 +158,7 @@ class FinetuneConfig:
     extra_chars: str = ""  # characters to add even if data.train does not use them
     freeze_input_proj: bool = True  # the feature front end (MFCC -> channels)
     freeze_blocks: int = 0  # the first N residual blocks
+    only_norms: bool = False  # train only the norm layers' scales and shifts
     # Batch-norm layers keep the base model's running statistics (their scale and shift still
     # train): a few minutes of one accent must not redefine "normal" for all the speech it knew.
     freeze_norm_stats: bool = True

@@ -368,6 +368,7 @@ def finetune(cfg: TrainConfig) -> dict:
             "input_proj": ft.freeze_input_proj,
             "blocks": ft.freeze_blocks,
             "norm_stats": ft.freeze_norm_stats,
+            "only_norms": ft.only_norms,
         },
         "train": {
             "manifests": sources,
