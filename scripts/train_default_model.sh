@@ -17,7 +17,9 @@
 # Usage: scripts/train_default_model.sh [WORK_DIR=data_cache] [MODEL=medium]
 #   STAGES="data train anneal lm package" (default: all), TRAIN_MINUTES=85, ANNEAL_STEPS=600, INIT_FROM=checkpoint|none,
 #   TRAIN_WEIGHTS="2,1,1,2,1,1" (librispeech, speechocean, ljspeech, an4, fsdd, synth),
-#   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...
+#   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...,
+#   EXCLUDE="speechocean" (corpora left out of train and dev; scripts/bench_accent.py's base),
+#   RUN=WORK/runs/MODEL-real (the run folder; the anneal run is RUN-anneal)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
@@ -28,7 +30,8 @@ TRAIN_MINUTES="${TRAIN_MINUTES:-85}"
 TRAIN_WEIGHTS="${TRAIN_WEIGHTS:-2,1,1,2,1,1}"
 INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
 STT="${STT:-.venv/bin/stt}"
-RUN="$WORK/runs/$MODEL-real"
+RUN="${RUN:-$WORK/runs/$MODEL-real}"
+EXCLUDE="${EXCLUDE:-}"
 ANNEAL_RUN="$RUN-anneal"
 W="$WORK"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -40,15 +43,26 @@ if has data; then
   done
 fi
 
+# The corpora in TRAIN_WEIGHTS' order (the Opus ones read from their decoded FLAC copies),
+# less EXCLUDE, as stt train's data.train, data.train_weights and data.dev values.
+CORPORA=(librispeech speechocean ljspeech an4 fsdd synth)
+IFS=, read -r -a WEIGHTS <<< "$TRAIN_WEIGHTS"
+TRAIN_LIST="" WEIGHT_LIST="" DEV_LIST=""
+for i in "${!CORPORA[@]}"; do
+  corpus="${CORPORA[$i]}"
+  [[ " $EXCLUDE " == *" $corpus "* ]] && continue
+  train="$W/$corpus/train.jsonl"
+  [[ " librispeech speechocean ljspeech " == *" $corpus "* ]] && train="$W/decoded/$corpus/train.jsonl"
+  TRAIN_LIST+="${TRAIN_LIST:+,}$train" WEIGHT_LIST+="${WEIGHT_LIST:+,}${WEIGHTS[$i]}"
+  DEV_LIST+="${DEV_LIST:+,}$W/$corpus/dev.jsonl"
+done
+
 # stt train on every real train split plus synthetic speech, scored on every dev split.
 train_on_real_data() {
   local run_dir="$1"; shift
-  $STT train model="$MODEL" \
-    "data.train=[$W/decoded/librispeech/train.jsonl,$W/decoded/speechocean/train.jsonl,$W/decoded/ljspeech/train.jsonl,$W/an4/train.jsonl,$W/fsdd/train.jsonl,$W/synth/train.jsonl]" \
-    "data.train_weights=[$TRAIN_WEIGHTS]" \
-    "data.dev=[$W/librispeech/dev.jsonl,$W/speechocean/dev.jsonl,$W/ljspeech/dev.jsonl,$W/an4/dev.jsonl,$W/fsdd/dev.jsonl,$W/synth/dev.jsonl]" \
-    run_dir="$run_dir" trainer.checkpoint_every_steps=100 trainer.log_every_steps=20 \
-    trainer.progress=false "$@" ${TRAIN_OVERRIDES:-}
+  $STT train model="$MODEL" "data.train=[$TRAIN_LIST]" "data.train_weights=[$WEIGHT_LIST]" \
+    "data.dev=[$DEV_LIST]" run_dir="$run_dir" trainer.checkpoint_every_steps=100 \
+    trainer.log_every_steps=20 trainer.progress=false "$@" ${TRAIN_OVERRIDES:-}
 }
 
 if has train; then
