@@ -1,15 +1,15 @@
-"""scripts/bench_accent.py's data preparation: the accent-free manifests, the 10-minute adapt set
-and the voice check (the training run itself is the benchmark, not a test)."""
+"""scripts/bench_accent.py's data preparation and verdicts: the speaker-disjoint plateau-dev
+carve, the few- and many-speaker adaptation sets, and the targets of one run (the training runs
+themselves are the benchmark, not a test)."""
 
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest
 
-from stt.data.manifest import Utterance, read_manifest
+from stt.data.manifest import Utterance
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_accent.py"
 _spec = importlib.util.spec_from_file_location("bench_accent", SCRIPT)
@@ -17,120 +17,74 @@ bench_accent = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_accent)
 
 
-def corpus_manifest(tmp_path: Path) -> Path:
-    """A synth-style manifest in ``tmp_path/synth`` with relative audio paths, and one absolute."""
-    rows = [
-        ("audio/train/a.flac", "lancashire", "one"),
-        ("audio/train/b.flac", "scottish", "two"),
-        ("audio/train/c.flac", "us", "three"),
-        ("/data/elsewhere/d.flac", "rp", "four"),
-        ("audio/train/e.flac", "scottish", "five"),
-        ("audio/train/f.flac", "caribbean", "six"),
-    ]
-    path = tmp_path / "synth" / "train.jsonl"
-    path.parent.mkdir(parents=True)
-    lines = [
-        json.dumps(
-            {"audio_filepath": audio, "duration": 1.5, "text": text, "speaker": f"v{i}",
-             "accent": accent, "engine": "espeak", "snr_db": None}
-        )
-        for i, (audio, accent, text) in enumerate(rows)
-    ]  # fmt: skip
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def utterances(durations: list[float], speaker: str = "v") -> list[Utterance]:
+def pool(speakers: int = 10, each: int = 6, seconds: float = 5.0) -> list[Utterance]:
     return [
-        Utterance(Path(f"/a/{i}.flac"), d, f"utt {i}", {"speaker": f"{speaker}{i % 2}"})
-        for i, d in enumerate(durations)
+        Utterance(Path(f"/a/s{s}_{i}.flac"), seconds, f"utt {s} {i}", {"speaker": f"s{s}"})
+        for s in range(speakers)
+        for i in range(each)
     ]
 
 
-def test_filtering_drops_the_accent_and_keeps_the_order(tmp_path):
-    src = corpus_manifest(tmp_path)
-    lines = bench_accent.without_accent(src, tmp_path / "accent" / "base.jsonl", "scottish")
-    records = [json.loads(line) for line in lines]
-    assert [r["text"] for r in records] == ["one", "three", "four", "six"]
-    assert all(r["accent"] != "scottish" for r in records)
+def test_the_plateau_dev_set_takes_whole_speakers_out_of_the_pool():
+    utts = pool()
+    rest, dev = bench_accent.carve_adapt_dev(utts, n_speakers=3, per_speaker=2, seed=1)
+    dev_speakers = {u.speaker for u in dev}
+    assert len(dev_speakers) == 3 and len(dev) == 6
+    assert not dev_speakers & {u.speaker for u in rest}  # their other utterances are unused
+    assert len(rest) == 7 * 6
+    again = bench_accent.carve_adapt_dev(utts, n_speakers=3, per_speaker=2, seed=1)
+    assert again == (rest, dev)  # seeded: a rerun draws the same split
 
 
-def test_filtered_paths_resolve_to_the_same_audio_from_the_new_folder(tmp_path):
-    src = corpus_manifest(tmp_path)
-    dst = tmp_path / "accent" / "base.jsonl"
-    bench_accent.ensure_without_accent(src, dst, "scottish")
-    original = {u.text: u.audio_filepath for u in read_manifest(src)}
-    filtered = read_manifest(dst)
-    assert [u.audio_filepath for u in filtered] == [original[u.text] for u in filtered]
-    first = json.loads(dst.read_text().splitlines()[0])
-    assert first["audio_filepath"] == "../synth/audio/train/a.flac"
+def test_too_few_speakers_for_a_plateau_dev_set_is_an_error():
+    with pytest.raises(bench_accent.BenchError, match="too few"):
+        bench_accent.carve_adapt_dev(pool(speakers=3), n_speakers=3, per_speaker=2, seed=1)
 
 
-def test_filtering_keeps_every_other_key_and_absolute_paths(tmp_path):
-    src = corpus_manifest(tmp_path)
-    lines = bench_accent.without_accent(src, tmp_path / "accent" / "base.jsonl", "scottish")
-    fourth = json.loads(lines[2])
-    assert fourth == {
-        "audio_filepath": "/data/elsewhere/d.flac",
-        "duration": 1.5,
-        "text": "four",
-        "speaker": "v3",
-        "accent": "rp",
-        "engine": "espeak",
-        "snr_db": None,
-    }
-    assert list(json.loads(lines[0])) == list(json.loads(src.read_text().splitlines()[0]))
+def test_few_speakers_take_whole_speakers_and_many_one_utterance_each_per_round():
+    utts = pool(speakers=10, each=6, seconds=5.0)  # 30 s per speaker
+    few = bench_accent.draw_adaptation_set(utts, 1.0, "few", seed=2)  # 60 s
+    many = bench_accent.draw_adaptation_set(utts, 1.0, "many", seed=2)
+    assert len(few) == len(many) == 12
+    assert len({u.speaker for u in few}) == 2  # two whole speakers
+    assert len({u.speaker for u in many}) == 10  # every speaker, then a second round
+    assert sum(u.duration for u in few) <= 60 and sum(u.duration for u in many) <= 60
 
 
-def test_an_existing_filtered_manifest_is_verified_not_rewritten(tmp_path):
-    src = corpus_manifest(tmp_path)
-    dst = tmp_path / "accent" / "base.jsonl"
-    assert bench_accent.ensure_without_accent(src, dst, "scottish") == "created"
-    assert bench_accent.ensure_without_accent(src, dst, "scottish") == "verified"
+def test_an_utterance_that_does_not_fit_is_skipped_and_the_draw_goes_on():
+    utts = [
+        Utterance(Path(f"/a/{i}.flac"), d, "x", {"speaker": f"s{i}"})
+        for i, d in enumerate([50.0, 20.0, 5.0])
+    ]
+    chosen = bench_accent.draw_adaptation_set(utts, 0.5, "many", seed=0)  # 30 s
+    assert sorted(u.duration for u in chosen) == [5.0, 20.0]
 
 
-def test_a_filtered_manifest_that_differs_is_an_error(tmp_path):
-    src = corpus_manifest(tmp_path)
-    dst = tmp_path / "accent" / "base.jsonl"
-    bench_accent.ensure_without_accent(src, dst, "scottish")
-    dst.write_text(dst.read_text().replace('"three"', '"tree"'))
-    with pytest.raises(bench_accent.BenchError, match="differs"):
-        bench_accent.ensure_without_accent(src, dst, "scottish")
-
-
-def test_adapt_set_is_the_prefix_that_fits_the_minutes():
-    utts = utterances([200.0, 250.0, 100.0, 60.0, 5.0])
-    kept = bench_accent.first_minutes(utts, 10)  # 600 s
-    assert kept == utts[:3]  # 550 s; the fourth would make 610 s
-
-
-def test_adapt_set_stops_at_the_first_utterance_that_does_not_fit():
-    utts = utterances([500.0, 200.0, 50.0])
-    assert bench_accent.first_minutes(utts, 10) == utts[:1]  # no skipping ahead to the 50 s one
-
-
-def test_adapt_set_may_fill_the_minutes_exactly():
-    utts = utterances([300.0, 300.0, 1.0])
-    assert bench_accent.first_minutes(utts, 10) == utts[:2]
-
-
-def test_disjoint_voices_are_listed():
-    voices = bench_accent.check_disjoint_voices(utterances([1.0] * 3, "a"), utterances([1.0], "t"))
-    assert voices == {"adapt": ["a0", "a1"], "test": ["t0"]}
-
-
-def test_a_voice_in_both_adapt_and_test_is_an_error():
-    adapt, test = utterances([1.0, 1.0]), utterances([1.0])  # voices v0 v1, and v0
-    with pytest.raises(bench_accent.BenchError, match="share voices: v0$"):
-        bench_accent.check_disjoint_voices(adapt, test)
-
-
-def test_an_utterance_without_a_speaker_is_an_error():
-    test = [Utterance(Path("/a/x.flac"), 1.0, "x", {})]
+def test_an_unknown_spread_and_a_missing_speaker_are_errors():
+    with pytest.raises(bench_accent.BenchError, match="spread"):
+        bench_accent.draw_adaptation_set(pool(), 1.0, "some", seed=0)
+    anonymous = [Utterance(Path("/a/x.flac"), 1.0, "x", {})]
     with pytest.raises(bench_accent.BenchError, match="without a speaker"):
-        bench_accent.check_disjoint_voices(utterances([1.0]), test)
+        bench_accent.draw_adaptation_set(anonymous, 1.0, "few", seed=0)
 
 
-def test_relative_change_is_negative_for_a_reduction():
-    assert bench_accent.relative_change(0.8, 0.4) == pytest.approx(-0.5)
-    assert bench_accent.relative_change(0.0, 0.1) is None
+def scores(accent: float, **original: float) -> dict:
+    sets = {"accent_test": accent, **original}
+    return {"beam": {n: {"wer": w} for n, w in sets.items()}}
+
+
+def test_targets_are_judged_on_beam_wer_with_every_original_set_one_by_one():
+    base = scores(0.80, librispeech=0.70, an4=0.10)
+    run = {"scores": scores(0.44, librispeech=0.71, an4=0.104),
+           "finetune": {"command_wall_minutes": 9.5}}  # fmt: skip
+    verdict = bench_accent.judge(run, base, adapt_minutes=9.9)
+    assert verdict["accent_relative_wer_reduction"]["value"] == pytest.approx(0.45)
+    assert verdict["accent_relative_wer_reduction"]["met"]
+    forgetting = verdict["original_relative_wer_increase"]
+    assert forgetting["per_set"] == {"librispeech": pytest.approx(1 / 70, abs=1e-4),
+                                     "an4": pytest.approx(0.04)}  # fmt: skip
+    assert forgetting["worst"] == pytest.approx(0.04) and forgetting["met"]
+    assert verdict["finetune_wall_minutes"]["met"] and verdict["adapt_minutes"]["met"]
+
+    run["scores"]["beam"]["an4"]["wer"] = 0.11  # +10% on one set: the forgetting target fails
+    assert not bench_accent.judge(run, base, 9.9)["original_relative_wer_increase"]["met"]
