@@ -183,9 +183,16 @@ async def one_stream(url: str, pcm: np.ndarray, offset: float) -> dict:
 
 
 async def stream_load(url: str, streams: int, seconds: float) -> dict:
+    import httpx
+
     pcm = stream_audio(seconds)
     offsets = [CHUNK_SECONDS * i / streams for i in range(streams)]
+    before = httpx.get(url + "/health").json()["stream_batches"]
+    start = time.perf_counter()
     results = await asyncio.gather(*(one_stream(url, pcm, o) for o in offsets))
+    wall = time.perf_counter() - start
+    after = httpx.get(url + "/health").json()["stream_batches"]
+    batches = after["batches"] - before["batches"]
     all_latencies = [x for r in results for x in r["latencies"]]
     finals = [r["final_latency"] for r in results]
     behind = sum(
@@ -201,6 +208,9 @@ async def stream_load(url: str, streams: int, seconds: float) -> dict:
         "partial_latency_p95_s": percentile(all_latencies, 95),
         "final_latency_max_s": None if None in finals else round(max(finals), 4),
         "streams_behind": behind,
+        # The server's stream batcher: chunks per batch, and its share of the wall time busy.
+        "chunks_per_batch": round((after["chunks"] - before["chunks"]) / max(batches, 1), 2),
+        "batcher_busy_share": round((after["busy_seconds"] - before["busy_seconds"]) / wall, 3),
     }
 
 

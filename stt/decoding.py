@@ -682,10 +682,22 @@ class ChunkDecoder:
         self.texts: list[str] = []
         self.words: list[Word] = []
 
-    def feed(self, log_probs: np.ndarray) -> None:
+    def feed(self, log_probs: np.ndarray, settle: bool = True) -> None:
+        """Take the next frames; ``settle``: decode a piece now if one is due (False: leave it
+        to :meth:`settle`, e.g. from a thread that may take the time)."""
         self._pending.append(log_probs)
         self._pending_frames += len(log_probs)
-        if self._pending_frames < self.min_pending:
+        if settle:
+            self.settle()
+
+    @property
+    def due(self) -> bool:
+        """Whether enough frames wait for :meth:`settle` to look for a cut."""
+        return self._pending_frames >= self.min_pending
+
+    def settle(self) -> None:
+        """Decode the pending frames up to the last safe cut, if enough are pending."""
+        if not self.due:
             return
         lp = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         cut = self._safe_cut(lp)

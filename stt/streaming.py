@@ -554,6 +554,11 @@ class StreamingTranscriber:
         encoders run as one batch (:meth:`StreamingEncoder.accept_together`): the same partials
         as one call per stream, for a fraction of the time when there are many streams.
 
+        The beam search of a final transcript's finished pieces is left out (it would hold up
+        every stream of the batch): call :meth:`settle` of each transcriber whose
+        :attr:`settle_due` is set, from another thread if need be; :meth:`finish` decodes what
+        is still pending either way.
+
         Raises:
             AudioError: a chunk is not 1-D or holds NaN/Inf (before any stream changes).
         """
@@ -562,7 +567,17 @@ class StreamingTranscriber:
             if t.gate is not None:
                 t.gate.hear(samples)
         encoded = StreamingEncoder.accept_together([t.encoder for t in transcribers], chunks)
-        return [t._advance(lp) for t, lp in zip(transcribers, encoded, strict=True)]
+        return [t._advance(lp, settle=False) for t, lp in zip(transcribers, encoded, strict=True)]
+
+    @property
+    def settle_due(self) -> bool:
+        """Whether enough log-probs wait for the beam search that :meth:`settle` should run."""
+        return self._chunks is not None and self._chunks.due
+
+    def settle(self) -> None:
+        """Beam-decode the pending log-probs up to the last safe cut (bounds their memory)."""
+        if self._chunks is not None:
+            self._chunks.settle()
 
     def finish(self) -> Transcript:
         """End the utterance: its final transcript (times in seconds from its start); the
@@ -580,14 +595,14 @@ class StreamingTranscriber:
         self.reset()
         return Transcript(text, words, segment_words(words, *self._segments), duration)
 
-    def _advance(self, log_probs: Tensor) -> Partial:
+    def _advance(self, log_probs: Tensor, settle: bool = True) -> Partial:
         lp = log_probs.numpy()
         if len(lp) and self.gate is not None:  # no words where there is no speech
             lp = self.gate.apply(lp, self.greedy.frames, self.vocab.blank_id)
         if len(lp):
             self.greedy.accept(lp)
             if self._chunks is not None:
-                self._chunks.feed(lp)
+                self._chunks.feed(lp, settle)
         text = self.greedy.text()
         changed, self._text = text != self._text, text
         return Partial(text, self.greedy.current_words(), self.encoder.seconds, changed)

@@ -376,6 +376,29 @@ def test_beam_search_log_probs_are_bounded_on_a_long_stream(model):
     assert max(pending) <= 4.0 / FRAME + 5  # at most max_pending_seconds (+ one chunk)
 
 
+def test_streams_accepted_together_leave_the_beam_pieces_to_settle(model):
+    # accept_together never beam-decodes (it would hold up the batch); settle() when due does
+    # the same pieces as accept() would have, so the finals and the memory bound are the same.
+    config = DecoderConfig(kind="beam", beam_width=4)
+    waveform = audio(12.0, seed=6)
+    kwargs = dict(min_pending_seconds=2.0, max_pending_seconds=4.0)
+    with (
+        StreamingTranscriber(model, VOCAB, config, **kwargs) as alone,
+        StreamingTranscriber(model, VOCAB, config, **kwargs) as together,
+    ):
+        pending, deferred = [], 0
+        for i in range(0, len(waveform), 1600):
+            alone.accept(waveform[i : i + 1600])
+            StreamingTranscriber.accept_together([together], [waveform[i : i + 1600]])
+            if together.settle_due:
+                deferred += 1
+                together.settle()
+            pending.append(together.state_sizes()["pending_frames"])
+        assert deferred > 0
+        assert max(pending) <= 4.0 / FRAME + 5
+        assert together.finish().text == alone.finish().text
+
+
 # ---------------------------------------------------------------------------------------------
 # Audio sources and loading
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -92,6 +93,8 @@ class StreamBatcher:
         self._pending: list[tuple[Any, np.ndarray, Future]] = []
         self._wake = threading.Condition()
         self._closed = False
+        self.batches = self.chunks = 0  # run so far: /health shows them
+        self.busy_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="stt-stream-batch", daemon=True)
         self._thread.start()
 
@@ -125,7 +128,18 @@ class StreamBatcher:
                     (later if id(item[0]) in seen else batch).append(item)
                     seen.add(id(item[0]))
                 self._pending = later
-            self._run_batch([item for item in batch if item[2].set_running_or_notify_cancel()])
+            batch = [item for item in batch if item[2].set_running_or_notify_cancel()]
+            start = time.perf_counter()
+            self._run_batch(batch)
+            self.busy_seconds += time.perf_counter() - start
+            self.batches += 1 if batch else 0
+            self.chunks += len(batch)
+
+    def stats(self) -> dict[str, float]:
+        """Batches and chunks run so far, and the seconds spent on them (busy / wall time near
+        1 means the streams are more than this thread can keep up with)."""
+        return {"batches": self.batches, "chunks": self.chunks,
+                "busy_seconds": round(self.busy_seconds, 3)}  # fmt: skip
 
     def _run_batch(self, batch: list[tuple[Any, np.ndarray, Future]]) -> None:
         if not batch:
@@ -230,6 +244,10 @@ class Engine:
     async def accept(self, transcriber: Any, samples: np.ndarray) -> Any:
         """A live stream's next chunk (checked samples), in the next batch: its partial."""
         return await self._batcher.accept(transcriber, samples)
+
+    def stream_stats(self) -> dict[str, float]:
+        """The stream batcher's counters (:meth:`StreamBatcher.stats`)."""
+        return self._batcher.stats()
 
     async def in_stream_pool(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (an utterance's final decode or reset) in the stream pool."""

@@ -235,6 +235,7 @@ def create_app(engine: Engine, config: ServeConfig) -> FastAPI:
             "in_flight": engine.in_flight,
             "open_streams": streams["open"],
             "streaming": engine.stream_factory is not None,
+            "stream_batches": engine.stream_stats(),
         }
 
     @app.get("/v1/models")
@@ -336,12 +337,14 @@ async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: f
 
 
 async def _feed(engine: Engine, session: LiveSession, data: bytes) -> list[dict]:
-    """:meth:`LiveSession.feed`, its chunk run in the engine's stream batch and an utterance's
-    final decode in the stream pool."""
+    """:meth:`LiveSession.feed`, its chunk run in the engine's stream batch, the beam search of
+    the utterance's finished pieces and its final decode in the stream pool."""
     samples = session.take(data)
     if samples is None:
         return []
     replies, reason = session.heard(await engine.accept(session.transcriber, samples))
+    if session.transcriber.settle_due:  # the final's beam search of finished pieces, off the batch
+        await engine.in_stream_pool(session.transcriber.settle)
     if reason:
         replies.append(await engine.in_stream_pool(session.end, reason))
     return replies
