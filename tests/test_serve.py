@@ -175,7 +175,9 @@ def test_bad_fields(server, field, value, status):
 
 
 def test_english_language_codes_are_accepted(server):
-    assert all(post(server, {"language": c}).status_code == 200 for c in ("en", "en-US", "EN"))
+    # the same rule as Wyoming's (stt.serve.engine.is_english)
+    codes = ("en", "en-US", "EN", "en_GB", "English (UK)")
+    assert all(post(server, {"language": c}).status_code == 200 for c in codes)
 
 
 def test_oversized_upload_is_refused_before_it_is_read():

@@ -30,8 +30,8 @@ from wyoming.ping import Ping, Pong  # noqa: E402
 
 from stt.audio import SAMPLE_RATE, load_audio, resample  # noqa: E402
 from stt.errors import AudioError  # noqa: E402
-from stt.serve.engine import Busy, EngineInfo  # noqa: E402
-from stt.serve.wyoming import MAX_SECONDS, is_english, serve_wyoming  # noqa: E402
+from stt.serve.engine import Busy, EngineInfo, is_english  # noqa: E402
+from stt.serve.wyoming import MAX_SECONDS, serve_wyoming  # noqa: E402
 from stt.transcript import Transcript as SttTranscript  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,6 +18,7 @@ by :mod:`stt.serve.models`.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,19 @@ MODEL_ID = "wavenet-stt"
 """The id ``GET /v1/models`` lists; names OpenAI clients send are accepted as aliases of it."""
 
 MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+
+
+_LANGUAGE_SPLIT = re.compile(r"[-_\s(]")
+ENGLISH = ("en", "eng", "english")
+
+
+def is_english(language: str | None) -> bool:
+    """Whether a requested language is English, the model's only one: ``en``, ``eng`` or
+    ``english`` in any case, with or without a region (``en-US``, ``en_GB``, ``English (UK)``).
+    None, empty or ``*`` (any) count as English. The one rule for every protocol."""
+    if language is None or language.strip() in ("", "*"):
+        return True
+    return _LANGUAGE_SPLIT.split(language.strip().lower(), maxsplit=1)[0] in ENGLISH
 
 
 class Busy(Exception):

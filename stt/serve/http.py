@@ -35,7 +35,7 @@ from fastapi.staticfiles import StaticFiles
 
 from stt.errors import STTError
 from stt.serve.config import ServeConfig
-from stt.serve.engine import MODEL_ALIASES, Busy, Engine
+from stt.serve.engine import MODEL_ALIASES, Busy, Engine, is_english
 from stt.serve.live import FORMATS as STREAM_FORMATS
 from stt.serve.live import SAMPLE_RATE, LiveSession
 from stt.serve.uploads import UploadError, receive_upload
@@ -48,7 +48,6 @@ log = logging.getLogger("stt.serve")
 
 STATIC = Path(__file__).parent / "static"
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
-ENGLISH = {"en", "eng", "english"}
 
 _ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
                 413: "invalid_request_error", 415: "invalid_request_error",
@@ -141,7 +140,7 @@ def check_fields(fields: dict[str, list[str]], model_ids: set[str]) -> tuple[str
         raise RequestError(400, f"response_format must be one of {', '.join(RESPONSE_FORMATS)}, "
                            f"got {response_format!r}")  # fmt: skip
     language = get.get("language", "")
-    if language and language.lower().split("-")[0].split("_")[0] not in ENGLISH:
+    if not is_english(language):
         raise RequestError(400, f"language {language!r} is not supported: this model "
                            "transcribes English only (en)")  # fmt: skip
     granularities = set(fields.get("timestamp_granularities[]", []))

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
@@ -44,7 +43,7 @@ from wyoming.server import AsyncEventHandler, AsyncServer
 
 from stt.audio import MIN_SAMPLE_RATE
 from stt.errors import STTError
-from stt.serve.engine import Busy, EngineInfo
+from stt.serve.engine import Busy, EngineInfo, is_english
 
 if TYPE_CHECKING:
     from stt.serve.engine import Engine
@@ -66,16 +65,6 @@ ATTRIBUTION = Attribution(name="wavenet-stt", url="https://arxiv.org/abs/1609.03
 """Who made it: this project; the URL is the WaveNet paper its model follows (it has no home
 page of its own)."""
 
-_LANGUAGE_SPLIT = re.compile(r"[-_\s(]")
-ENGLISH = ("en", "eng", "english")
-
-
-def is_english(language: str | None) -> bool:
-    """Whether a ``transcribe`` language is English (``en``, ``en-US``, ``en_GB``, ``English``);
-    none, or ``*`` (any), counts as English, the model's only one."""
-    if language is None or language.strip() in ("", "*"):
-        return True
-    return _LANGUAGE_SPLIT.split(language.strip().lower(), maxsplit=1)[0] in ENGLISH
 
 
 def describe(info: EngineInfo) -> Info:
