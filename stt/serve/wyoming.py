@@ -66,7 +66,6 @@ ATTRIBUTION = Attribution(name="wavenet-stt", url="https://arxiv.org/abs/1609.03
 page of its own)."""
 
 
-
 def describe(info: EngineInfo) -> Info:
     """The ``info`` answer: one program, one model."""
     model = AsrModel(
