@@ -86,6 +86,8 @@ def main() -> None:
     parser.add_argument("--max-utterances", type=int, default=100, help="per manifest")
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--token-min-logps", type=float, nargs="+", default=[-5.0])
+    parser.add_argument("--beam-prune-logps", type=float, nargs="+", default=[None],
+                        help="default: the checkpoint's decoder.yaml")  # fmt: skip
     parser.add_argument("--name", default="decode", help="bench/results/NAME.json")
     args = parser.parse_args()
 
@@ -110,9 +112,13 @@ def main() -> None:
         configs = [("greedy", DecoderConfig(kind="greedy"))]
         for width in args.widths:
             for cut in args.token_min_logps:
-                label = f"beam{width}+{lm_label} token_min_logp {cut:g}"
-                configs.append((label, DecoderConfig(kind="beam", beam_width=width,
-                                                     token_min_logp=cut, **lm)))  # fmt: skip
+                for prune in args.beam_prune_logps:
+                    label = f"beam{width}+{lm_label} token_min_logp {cut:g}"
+                    settings = {**lm, "beam_width": width, "token_min_logp": cut}
+                    if prune is not None:
+                        label += f" beam_prune_logp {prune:g}"
+                        settings["beam_prune_logp"] = prune
+                    configs.append((label, DecoderConfig(kind="beam", **settings)))
         rows = []
         for label, config in configs:
             hypotheses, elapsed = decode_all(vocab, config, sets, frame_seconds)
@@ -126,6 +132,7 @@ def main() -> None:
                 "decoder": label,
                 "beam_width": config.beam_width if config.kind == "beam" else None,
                 "token_min_logp": config.token_min_logp if config.kind == "beam" else None,
+                "beam_prune_logp": config.beam_prune_logp if config.kind == "beam" else None,
                 "lm": lm_label if config.kind == "beam" else None,
                 "decode_x_realtime": round(audio_seconds / elapsed, 1),
                 "end_to_end_x_realtime": round(
