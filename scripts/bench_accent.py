@@ -66,6 +66,7 @@ SPREADS = ("few", "many")
 ADAPT_DEV_SPEAKERS = 8
 ADAPT_DEV_PER_SPEAKER = 8
 ORIGINAL = ("librispeech", "ljspeech", "an4", "fsdd", "synth")
+DECODERS = {"greedy": "greedy", "beam+lm": "beam"}  # stt eval's labels -> this JSON's
 # The default before real speech (synthetic voices, AN4, FSDD: never speechocean762), the shipped
 # default's warm start: git keeps it.
 PREVIOUS_DEFAULT = ("cc8bea3", "stt/assets/default/model.pt")
@@ -353,7 +354,7 @@ def score(checkpoint: Path, work: Path, out_dir: Path, lm: Path, threads: int) -
         )  # fmt: skip
     )
     return {
-        label: {
+        DECODERS[label]: {
             n: {k: f[k] for k in ("wer", "cer", "words", "utterances")}
             for n, f in entry["sets"].items()
         }
@@ -366,7 +367,8 @@ def accent_change(before_dir: Path, after_dir: Path, decoder: str) -> dict:
     from stt.metrics import paired_bootstrap_change
     from stt.training.finetune import utterance_counts
 
-    before, after = utterance_counts(before_dir, decoder), utterance_counts(after_dir, decoder)
+    label = {short: full for full, short in DECODERS.items()}[decoder]
+    before, after = utterance_counts(before_dir, label), utterance_counts(after_dir, label)
     keys = [k for k in before if k in after and k[0] == "accent_test"]
     e0, e1 = [before[k][0] for k in keys], [after[k][0] for k in keys]
     words = [before[k][1] for k in keys]

@@ -510,12 +510,21 @@ class BeamSearchDecoder:
     created with the "fork" start method on first use and kept until :meth:`close`, the end of a
     ``with`` block, or garbage collection. ``workers <= 1`` decodes in this process.
 
+    ``isolate``: every search, even of one utterance, runs in the pool (of ``max(workers, 1)``
+    processes, forked here), so this process's other threads keep the interpreter while the
+    pure-Python search runs: a server's live streams, whose partials must not wait behind a
+    final's beam search. Create it before starting threads (a fork copies only the caller).
+
     Raises:
         ConfigError: if ``config.lm`` or ``config.unigrams`` is missing or unreadable.
     """
 
     def __init__(
-        self, vocab: Vocabulary, config: DecoderConfig, workers: int | None = None
+        self,
+        vocab: Vocabulary,
+        config: DecoderConfig,
+        workers: int | None = None,
+        isolate: bool = False,
     ) -> None:
         if config.beam_width < 1:
             raise ConfigError(f"beam_width must be at least 1, got {config.beam_width}")
@@ -528,6 +537,16 @@ class BeamSearchDecoder:
         self._scorer = _WordScorer(vocab)
         self._resources = _Resources(_build_ctc_decoder(vocab, config))
         self._finalizer = weakref.finalize(self, self._resources.release)
+        self.isolate = isolate
+        if isolate:
+            self.workers = max(self.workers, 1)
+            self._start_pool()
+
+    def _start_pool(self) -> None:
+        if self._resources.pool is None:
+            # pyctcdecode finds its LM through a class-level registry, so the workers must be
+            # forked (not spawned) after the decoder exists.
+            self._resources.pool = multiprocessing.get_context("fork").Pool(self.workers)
 
     def with_hotwords(self, hotwords: list[str]) -> BeamSearchDecoder:
         """This decoder with other hotwords (a server's per-request ``prompt``), sharing its
@@ -584,6 +603,8 @@ class BeamSearchDecoder:
         lp = _as_log_probs(log_probs, len(self.vocab))
         if not lp.shape[0]:
             return DecodeResult("", [], [("", 0.0)])
+        if self.isolate:
+            return self._decode_in_pool([lp], frame_seconds)[0]
         squeeze = _Squeeze(lp, self.config.token_min_logp)
         beams = ctc.decode_beams(squeeze.log_probs, **self._search_kwargs())
         mp_safe = [(text, frames, logit, combined) for text, _, frames, logit, combined in beams]
@@ -591,19 +612,19 @@ class BeamSearchDecoder:
 
     def decode_batch(self, batch: list[np.ndarray], frame_seconds: float) -> list[DecodeResult]:
         _check_frame_seconds(frame_seconds)
-        if len(batch) < 2 or self.workers <= 1:
+        if (len(batch) < 2 or self.workers <= 1) and not self.isolate:
             return [self.decode(lp, frame_seconds) for lp in batch]
+        return self._decode_in_pool([_as_log_probs(lp, len(self.vocab)) for lp in batch],
+                                    frame_seconds)  # fmt: skip
+
+    def _decode_in_pool(self, lps: list[np.ndarray], frame_seconds: float) -> list[DecodeResult]:
         ctc = self._ctc()
-        lps = [_as_log_probs(lp, len(self.vocab)) for lp in batch]
         todo = [i for i, lp in enumerate(lps) if lp.shape[0]]
         squeezes = {i: _Squeeze(lps[i], self.config.token_min_logp) for i in todo}
         results = [DecodeResult("", [], [("", 0.0)]) for _ in lps]
         if not todo:
             return results
-        if self._resources.pool is None:
-            # pyctcdecode finds its LM through a class-level registry, so the workers must be
-            # forked (not spawned) after the decoder exists.
-            self._resources.pool = multiprocessing.get_context("fork").Pool(self.workers)
+        self._start_pool()
         all_beams = ctc.decode_beams_batch(
             self._resources.pool, [squeezes[i].log_probs for i in todo], **self._search_kwargs()
         )
@@ -623,9 +644,10 @@ class BeamSearchDecoder:
 
 
 def build_decoder(
-    vocab: Vocabulary, config: DecoderConfig, workers: int | None = None
+    vocab: Vocabulary, config: DecoderConfig, workers: int | None = None, isolate: bool = False
 ) -> GreedyDecoder | BeamSearchDecoder:
-    """The decoder ``config.kind`` names. ``workers``: processes for beam-search batches.
+    """The decoder ``config.kind`` names. ``workers``: processes for beam-search batches;
+    ``isolate``: every beam search in them (:class:`BeamSearchDecoder`).
 
     Raises:
         ConfigError: for an unknown kind, or an LM / unigram file that cannot be loaded.
@@ -633,7 +655,7 @@ def build_decoder(
     if config.kind == "greedy":
         return GreedyDecoder(vocab)
     if config.kind == "beam":
-        return BeamSearchDecoder(vocab, config, workers=workers)
+        return BeamSearchDecoder(vocab, config, workers=workers, isolate=isolate)
     raise ConfigError(
         f"decoder kind must be one of {', '.join(DECODER_KINDS)}, not {config.kind!r}"
     )

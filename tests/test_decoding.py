@@ -2,6 +2,7 @@
 (stt.decoding). Log-probabilities are built by hand, one frame per character of a spelling."""
 
 import gc
+import os
 from pathlib import Path
 
 import numpy as np
@@ -318,6 +319,25 @@ def test_a_batch_of_one_is_decoded_without_a_pool():
     with BeamSearchDecoder(VOCAB, DecoderConfig(kind="beam"), workers=2) as decoder:
         assert decoder.decode_batch([frames(CAT_SAT)], FS)[0].text == "cat sat"
         assert decoder.pool is None
+
+
+def test_an_isolated_decoder_searches_even_one_utterance_in_its_pool(lm):
+    # A server's stream decoder: the search runs in forked processes, so the caller's other
+    # threads keep running; results equal the in-process search's.
+    batch = [ctc_like(seed, 150) for seed in range(3)] + [frames(*CAT_SAT_ON_THE_MAB)]
+    config = DecoderConfig(kind="beam", lm=lm[0], unigrams=lm[1])
+    with BeamSearchDecoder(VOCAB, config, workers=1) as local:
+        expected = [local.decode(lp, FS) for lp in batch]
+    with BeamSearchDecoder(VOCAB, config, workers=1, isolate=True) as isolated:
+        pool = isolated.pool
+        assert pool is not None  # forked at construction, before the caller starts threads
+        worker_pids = set(pool.apply(os.getpid) for _ in range(3))
+        assert os.getpid() not in worker_pids
+        assert [isolated.decode(lp, FS) for lp in batch] == expected
+        assert isolated.decode_batch(batch[:1], FS) == expected[:1]
+        hot = isolated.with_hotwords(["mab"])
+        assert hot.pool is pool and hot.decode(batch[-1], FS).text == "cat sat on the mab"
+        assert isolated.decode(np.zeros((0, len(VOCAB)), np.float32), FS).text == ""
 
 
 def test_closing_the_decoder_stops_its_pool():

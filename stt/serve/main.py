@@ -24,14 +24,19 @@ from stt.transcribe import default_model_path, load_model
 log = logging.getLogger("stt.serve")
 
 
-def _streams_of(path: Path) -> Callable[[], StreamingTranscriber]:
+def _streams_of(path: Path, beam_processes: int) -> Callable[[], StreamingTranscriber]:
     """A factory of streaming transcribers for the causal checkpoint at ``path``: the model is
     read once, its streaming weights prepared once, and a beam decoder (its LM) built once, all
-    shared by every stream."""
+    shared by every stream. The beam search runs in ``beam_processes`` processes of its own,
+    forked now, before the server's threads: in this process it would hold the interpreter
+    for tens of milliseconds per utterance, and every stream's partials would wait (measured:
+    with 16 streams, 1.7 s p95 behind when their finals came due together)."""
     model, vocab = read_model(path)
     check_streamable(model, str(path))
     config = resolve_decoder(path)
-    beam = build_decoder(vocab, config, workers=1) if config.kind == "beam" else None
+    beam = None
+    if config.kind == "beam":
+        beam = build_decoder(vocab, config, workers=beam_processes, isolate=True)
     template = StreamingTranscriber(model, vocab, config, name=str(path), threads=None,
                                     shared_beam=beam)  # fmt: skip
 
@@ -60,7 +65,7 @@ def load_engine(config: ServeConfig) -> Engine:
     if wanted != "none":
         stream_path = Path(wanted) if wanted else default_streaming_model_path()
         if wanted or stream_path.is_file():
-            factory = _streams_of(stream_path)
+            factory = _streams_of(stream_path, config.stream_workers)
         else:
             stream_path = None
     info = EngineInfo(
