@@ -478,6 +478,25 @@ def summary(base: dict, runs: dict) -> dict:
                     + ("" if within else " (none does: lowest accent WER)")}  # fmt: skip
 
 
+def table(base: dict, runs: dict) -> str:
+    """The README's table: beam + LM WER on the accent and each original set, per run."""
+    head = ["run", "adapt min / speakers", "fine-tune min", "accent test", *ORIGINAL]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    cells = lambda scores: [f"{100 * scores[n]['wer']:.1f}" for n in ("accent_test", *ORIGINAL)]  # noqa: E731
+    rows.append("| base | - | - | " + " | ".join(cells(base["beam"])) + " |")
+    for name, r in runs.items():
+        change = r["accent_change"]["beam"]
+        low, high = (100 * x for x in change["absolute_ci95"])
+        accent, *original = cells(r["scores"]["beam"])
+        rows.append(
+            f"| {name} | {r['adapt']['minutes']:g} / {r['adapt']['speakers']} | "
+            f"{r['finetune']['command_wall_minutes']:.1f} | {accent} ({low:+.1f} to {high:+.1f}) | "
+            + " | ".join(original)
+            + " |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -503,6 +522,11 @@ def parse_args() -> argparse.Namespace:
         help=f"runs to do (default: the plan, in order: {', '.join(run_name(*p) for p in PLAN)})",
     )
     parser.add_argument("--max-runs", type=int, default=0, help="stop after N new runs (0: all)")
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="no new runs: rewrite the JSON, PNG and table from the finished ones",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--name", default="accent", help="bench/results/NAME.json and .png")
     return parser.parse_args()  # fmt: skip
@@ -532,7 +556,7 @@ def main() -> int:
         name = run_name(setting, minutes, spread)
         if (done_dir / f"{name}.json").is_file():
             continue
-        if args.max_runs and new >= args.max_runs:
+        if args.report or (args.max_runs and new >= args.max_runs):
             break
         adapt = paths[f"{spread}-{minutes:g}min"]
         run_dir, timing = finetune(work, base, name, adapt, paths["adapt_dev"], paths["test"],
@@ -580,6 +604,7 @@ def main() -> int:
         "summary": summary(base_scores, runs),
     }
     path = write_results(args.name, payload)
+    (RESULTS_DIR / f"{args.name}.md").write_text(table(base_scores, runs))
     png = plot(base_scores, runs, RESULTS_DIR / f"{args.name}.png") if runs else None
     print(f"base: accent WER {100 * base_scores['beam']['accent_test']['wer']:.1f}% (beam+LM)")
     for name, r in runs.items():

@@ -88,3 +88,17 @@ def test_targets_are_judged_on_beam_wer_with_every_original_set_one_by_one():
 
     run["scores"]["beam"]["an4"]["wer"] = 0.11  # +10% on one set: the forgetting target fails
     assert not bench_accent.judge(run, base, 9.9)["original_relative_wer_increase"]["met"]
+
+
+def test_the_readme_table_has_the_base_and_each_run_with_its_interval():
+    names = ("accent_test", *bench_accent.ORIGINAL)
+    base = {"beam": {n: {"wer": 0.5} for n in names}}
+    run = {
+        "scores": {"beam": {n: {"wer": 0.4} for n in names}},
+        "adapt": {"minutes": 9.98, "speakers": 150},
+        "finetune": {"command_wall_minutes": 6.64},
+        "accent_change": {"beam": {"absolute_ci95": [-0.05, -0.02]}},
+    }
+    lines = bench_accent.table(base, {"default-many-10min": run}).splitlines()
+    assert lines[2] == "| base | - | - | " + " | ".join(["50.0"] * len(names)) + " |"
+    assert lines[3].startswith("| default-many-10min | 9.98 / 150 | 6.6 | 40.0 (-5.0 to -2.0) |")
