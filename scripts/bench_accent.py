@@ -77,10 +77,13 @@ LM_ORDER, LM_PRUNE = 4, ("0", "1", "2", "3")
 # `stt finetune` for every run: conf/finetune.yaml, plus these (the loop stops at the first
 # epoch boundary after max_time_minutes, and the command's own before/after scoring of the
 # accent test set comes on top: both stay inside the 10-minute target).
-COMMON = {"trainer.max_time_minutes": 7.0, "trainer.patience": 4, "data.num_workers": 1}
+# "default" is conf/finetune.yaml as it was when these runs were made (front end frozen, lr 5e-4,
+# mix 0.3 of the original data), pinned here so cached runs keep their meaning; the benchmark
+# then moved conf/finetune.yaml to mix 1.0 (see summary()).
+COMMON = {"trainer.max_time_minutes": 7.0, "trainer.patience": 4, "data.num_workers": 1,
+          "finetune.mix_ratio": 0.3, "optim.lr": 5e-4}  # fmt: skip
 
-# The alternatives compared on the 10-minute many-speaker set (conf/finetune.yaml: front end
-# frozen, lr 5e-4, mix 0.3 of the original data).
+# The alternatives compared on the 10-minute many-speaker set.
 SETTINGS: dict[str, dict] = {
     "default": {},
     "full": {"finetune.freeze_input_proj": "false"},
@@ -438,7 +441,7 @@ def plot(base: dict, runs: dict, path: Path) -> Path:
                  label=f"target (-{100 * TARGET_ACCENT_REDUCTION:.0f}%)")  # fmt: skip
     left.set_xlabel("minutes of accented audio")
     left.set_ylabel("WER on unseen speechocean762 speakers, beam + LM (%)")
-    left.set_title("Adaptation (conf/finetune.yaml settings)")
+    left.set_title("Adaptation (setting \"default\": lr 5e-4, mix 0.3)")
     left.legend(fontsize=8)
     names = list(runs)
     width = 0.8 / max(len(ORIGINAL), 1)
@@ -462,20 +465,33 @@ def plot(base: dict, runs: dict, path: Path) -> Path:
 
 
 def summary(base: dict, runs: dict) -> dict:
-    """The best finished setting on the 10-minute many-speaker set, by the accent WER among
-    those that keep every original set within the target (else by the accent WER alone)."""
+    """The best finished setting on the 10-minute many-speaker set: the lowest accent WER among
+    those that keep every original set within the forgetting target; if none does, the least
+    forgetting (worst original set) among those whose accent gain is significant (its 95%
+    interval below 0); else the lowest accent WER."""
     candidates = {n: r for n, r in runs.items() if r["adapt_minutes_planned"] == 10
                   and r["spread"] == "many"}  # fmt: skip
     if not candidates:
         return {}
-    within = {n: r for n, r in candidates.items()
-              if r["targets"]["original_relative_wer_increase"]["met"]}  # fmt: skip
-    pick = within or candidates
-    best = min(pick, key=lambda n: pick[n]["scores"]["beam"]["accent_test"]["wer"])
-    return {"best_setting": runs[best]["setting"], "run": best,
-            "rule": "lowest accent-test beam+LM WER among the 10-minute many-speaker runs whose "
-                    "every original dev set stays within the forgetting target"
-                    + ("" if within else " (none does: lowest accent WER)")}  # fmt: skip
+    accent = lambda n: candidates[n]["scores"]["beam"]["accent_test"]["wer"]  # noqa: E731
+    worst = lambda n: candidates[n]["targets"]["original_relative_wer_increase"]["worst"]  # noqa: E731
+    within = [n for n in candidates
+              if candidates[n]["targets"]["original_relative_wer_increase"]["met"]]  # fmt: skip
+    gaining = [
+        n for n in candidates if candidates[n]["accent_change"]["beam"]["absolute_ci95"][1] < 0
+    ]
+    if within:
+        best, rule = min(within, key=accent), "lowest accent WER within the forgetting target"
+    elif gaining:
+        best = min(gaining, key=worst)
+        rule = (
+            "no setting stays within the forgetting target: the least forgetting among "
+            "those whose accent gain is significant"
+        )
+    else:
+        best, rule = min(candidates, key=accent), "nothing gains significantly: lowest accent WER"
+    return {"best_setting": runs[best]["setting"], "run": best, "rule": rule,
+            "overrides": runs[best]["overrides"]}  # fmt: skip
 
 
 def table(base: dict, runs: dict) -> str:

@@ -102,3 +102,17 @@ def test_the_readme_table_has_the_base_and_each_run_with_its_interval():
     lines = bench_accent.table(base, {"default-many-10min": run}).splitlines()
     assert lines[2] == "| base | - | - | " + " | ".join(["50.0"] * len(names)) + " |"
     assert lines[3].startswith("| default-many-10min | 9.98 / 150 | 6.6 | 40.0 (-5.0 to -2.0) |")
+
+
+def test_without_a_setting_inside_the_forgetting_target_the_least_forgetting_gainer_wins():
+    def run(setting, accent, worst, high, met=False):
+        return {"setting": setting, "overrides": {}, "spread": "many", "adapt_minutes_planned": 10,
+                "scores": {"beam": {"accent_test": {"wer": accent}}},
+                "targets": {"original_relative_wer_increase": {"worst": worst, "met": met}},
+                "accent_change": {"beam": {"absolute_ci95": [-0.05, high]}}}  # fmt: skip
+
+    runs = {"a": run("a", 0.80, 1.0, -0.02), "b": run("b", 0.85, 0.2, -0.01),
+            "c": run("c", 0.84, 0.1, +0.01)}  # fmt: skip
+    assert bench_accent.summary({}, runs)["best_setting"] == "b"  # c's gain is not significant
+    runs["d"] = run("d", 0.86, 0.04, -0.01, met=True)
+    assert bench_accent.summary({}, runs)["best_setting"] == "d"  # within the target wins

@@ -163,7 +163,7 @@ class FinetuneConfig:
     # train): a few minutes of one accent must not redefine "normal" for all the speech it knew.
     freeze_norm_stats: bool = True
     mix_manifests: list[str] = field(default_factory=list)  # original training data
-    mix_ratio: float = 0.3  # mixed-in utterances per epoch, as a fraction of the new ones
+    mix_ratio: float = 1.0  # mixed-in utterances per epoch, as a fraction of the new ones
     eval_new: list[str] = field(default_factory=list)  # the new accent's test manifests
     eval_original: list[str] = field(default_factory=list)  # the original dev manifests
     # Without data.dev, this share of data.train's audio (whole speakers) is held out as the
