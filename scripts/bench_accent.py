@@ -441,7 +441,7 @@ def plot(base: dict, runs: dict, path: Path) -> Path:
                  label=f"target (-{100 * TARGET_ACCENT_REDUCTION:.0f}%)")  # fmt: skip
     left.set_xlabel("minutes of accented audio")
     left.set_ylabel("WER on unseen speechocean762 speakers, beam + LM (%)")
-    left.set_title("Adaptation (setting \"default\": lr 5e-4, mix 0.3)")
+    left.set_title('Adaptation (setting "default": lr 5e-4, mix 0.3)')
     left.legend(fontsize=8)
     names = list(runs)
     width = 0.8 / max(len(ORIGINAL), 1)
