@@ -213,6 +213,28 @@ def test_finetune_grows_the_vocabulary_keeps_frozen_layers_and_reports(
     assert "WER before" in (run_dir / "finetune_report.md").read_text()
 
 
+@requires_synth_tools
+def test_finetune_only_norms_from_the_command_line_changes_the_norms_and_nothing_else(
+    corpus, base_model, tmp_path
+):
+    new = tmp_path / "accent"
+    for split in ("train", "dev"):
+        accented(corpus, split, new)
+    run_dir = tmp_path / "ft-norms"
+    args = [f"run_dir={run_dir}", f"init_from={base_model}", f"data.train=[{new / 'train.jsonl'}]",
+            f"data.dev=[{new / 'dev.jsonl'}]", "finetune.only_norms=true",
+            "trainer.max_steps=3", "trainer.eval_every_steps=3",
+            "trainer.device=cpu", *FAST]  # fmt: skip
+    assert main(["finetune", *args]) == 0
+    start, end = load_checkpoint(base_model)["model"], load_checkpoint(run_dir / "last.pt")["model"]
+    # the head grew for "é": compare its old rows
+    moved = {n for n, t in start.items()
+             if t.is_floating_point() and not torch.equal(end[n][: len(t)], t)}  # fmt: skip
+    assert moved and all(".norm." in f".{n}" for n in moved), sorted(moved)
+    saved = json.loads((run_dir / "finetune_report.json").read_text())
+    assert saved["frozen"]["only_norms"] is True
+
+
 # ---------------------------------------------------------------------------------------------
 # Without data.dev: the held-out split
 # ---------------------------------------------------------------------------------------------
