@@ -107,7 +107,9 @@ class DecoderConfig:
     alpha: float = 0.5  # LM weight
     beta: float = 1.0  # word insertion bonus (with an LM)
     beam_prune_logp: float = -10.0  # drop beams this far below the best
-    token_min_logp: float = -5.0  # skip labels less likely than this on a frame (unless best)
+    # Labels below this log-prob on a frame are skipped (unless best); bench decode_prune.json:
+    # -4 decodes 1.26x faster than -5 at the same pooled dev WER.
+    token_min_logp: float = -4.0
     hotwords: list[str] = field(default_factory=list)
     hotword_weight: float = 10.0
     n_best: int = 1
@@ -684,7 +686,7 @@ class ChunkDecoder:
         vocab: Vocabulary,
         frame_seconds: float,
         beam: bool,
-        token_min_logp: float = -5.0,
+        token_min_logp: float = -4.0,
         min_pending_seconds: float = 10.0,
         max_pending_seconds: float = 120.0,
         pause_seconds: float = 0.3,
