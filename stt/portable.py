@@ -52,13 +52,13 @@ class PortableMFCC(nn.Module):
         self.n_fft, self.hop = int(spec.n_fft), int(spec.hop_length)
         self.mode = config.normalize_mode
         window = spec.window.detach().double()
-        # torch.stft centres a window shorter than n_fft inside the frame.
-        left = (self.n_fft - window.numel()) // 2
-        window = F.pad(window, (left, self.n_fft - window.numel() - left))
-        n = torch.arange(self.n_fft, dtype=torch.float64)
+        # torch.stft centres a window shorter than n_fft inside the frame; the basis covers the
+        # window's taps only (the zeros around it would cost a quarter more size and time).
+        self.window_start = (self.n_fft - window.numel()) // 2
+        n = torch.arange(window.numel(), dtype=torch.float64) + self.window_start
         k = torch.arange(self.n_fft // 2 + 1, dtype=torch.float64)
-        angle = 2 * math.pi * torch.outer(k, n) / self.n_fft  # (freqs, n_fft)
-        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2 freqs, n_fft)
+        angle = 2 * math.pi * torch.outer(k, n) / self.n_fft  # (freqs, window taps)
+        basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2 freqs, taps)
         self.register_buffer("dft", basis.float()[:, None, :].contiguous())
         self.register_buffer("mel_fb", mfcc.MelSpectrogram.mel_scale.fb.detach().float())
         self.register_buffer("dct", mfcc.dct_mat.detach().float())
@@ -78,7 +78,7 @@ class PortableMFCC(nn.Module):
         waveform = waveform.float() * (positions[None, :] < lengths[:, None])
         # n_fft zeros on the right give every length (even under one frame) enough samples;
         # the extra frames they add are cut off.
-        padded = F.pad(waveform, (0, self.n_fft))[:, None, :]  # (batch, 1, samples + n_fft)
+        padded = F.pad(waveform, (0, self.n_fft))[:, None, self.window_start :]  # (batch, 1, .)
         spectrum = F.conv1d(padded, self.dft, stride=self.hop)[:, :, :frames]
         re, im = spectrum.transpose(1, 2).chunk(2, dim=2)  # (batch, frames, freqs) each
         power = re * re + im * im

@@ -193,6 +193,24 @@ def test_int8_export_runs_with_the_same_shapes(exported, fused):
     torch.testing.assert_close(got.exp().sum(-1), torch.ones(got.shape[:2]), atol=1e-3, rtol=0)
 
 
+def test_int8_file_keeps_only_small_tensors_in_float32(exported):
+    """Every encoder weight matrix is int8 and the DFT basis float16; what float32 is left is
+    biases, scales and the small mel and DCT matrices."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(exported / "model.int8.onnx")).graph
+    by_name = {t.name: t for t in graph.initializer}
+    assert by_name["model.front_end.dft.fp16"].data_type == TensorProto.FLOAT16
+    assert "model.front_end.dft" not in by_name  # one copy, cast in the graph
+    assert any(t.data_type == TensorProto.INT8 for t in graph.initializer)
+    float32 = [t for t in graph.initializer if t.data_type == TensorProto.FLOAT]
+    fp32 = onnx.load(str(exported / "model.onnx")).graph.initializer
+    dft = next(t for t in fp32 if t.name == "model.front_end.dft")
+    assert max(np.prod(t.dims) for t in float32) < np.prod(dft.dims) / 4
+    assert not graph.value_info  # shapes are inferred by the runtime, not stored
+
+
 # ---------------------------------------------------------------------------------------------
 # Metadata and the graph's interface
 # ---------------------------------------------------------------------------------------------
