@@ -55,6 +55,20 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 4) if values else None
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children (the
+    server's beam-search workers), from /proc (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    own = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return own + sum(tree_cpu_seconds(int(child)) for child in children)
+
+
 def start_server(port: int) -> subprocess.Popen:
     stt = str(Path(sys.executable).parent / "stt")
     proc = subprocess.Popen(
@@ -182,15 +196,18 @@ async def one_stream(url: str, pcm: np.ndarray, offset: float) -> dict:
     return {"latencies": latencies, "final_latency": final_latency}
 
 
-async def stream_load(url: str, streams: int, seconds: float) -> dict:
+async def stream_load(url: str, streams: int, seconds: float, server_pid: int) -> dict:
     import httpx
 
     pcm = stream_audio(seconds)
     offsets = [CHUNK_SECONDS * i / streams for i in range(streams)]
     before = httpx.get(url + "/health").json()["stream_batches"]
+    cpu_before = tree_cpu_seconds(server_pid), time.process_time()
     start = time.perf_counter()
     results = await asyncio.gather(*(one_stream(url, pcm, o) for o in offsets))
     wall = time.perf_counter() - start
+    server_cpu = tree_cpu_seconds(server_pid) - cpu_before[0]
+    client_cpu = time.process_time() - cpu_before[1]
     after = httpx.get(url + "/health").json()["stream_batches"]
     batches = after["batches"] - before["batches"]
     all_latencies = [x for r in results for x in r["latencies"]]
@@ -211,13 +228,16 @@ async def stream_load(url: str, streams: int, seconds: float) -> dict:
         # The server's stream batcher: chunks per batch, and its share of the wall time busy.
         "chunks_per_batch": round((after["chunks"] - before["chunks"]) / max(batches, 1), 2),
         "batcher_busy_share": round((after["busy_seconds"] - before["busy_seconds"]) / wall, 3),
+        # Cores' worth of CPU each side used (this machine has os.cpu_count() of them).
+        "server_cpu_cores": round(server_cpu / wall, 3),
+        "client_cpu_cores": round(client_cpu / wall, 3),
     }
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-async def run(url: str, quick: bool, stream_seconds: float) -> dict:
+async def run(url: str, quick: bool, stream_seconds: float, server_pid: int) -> dict:
     wav = five_seconds_wav()
     uploads = []
     for clients in (1, 4, 16):
@@ -226,7 +246,7 @@ async def run(url: str, quick: bool, stream_seconds: float) -> dict:
         print(f"uploads: {uploads[-1]}", flush=True)
     streams = []
     for n in (8, 16, 24, 32, 40, 48, 64, 80):
-        streams.append(await stream_load(url, n, stream_seconds))
+        streams.append(await stream_load(url, n, stream_seconds, server_pid))
         print(f"streams: {streams[-1]}", flush=True)
         if streams[-1]["streams_behind"]:
             break
@@ -244,7 +264,8 @@ def main() -> None:
     load_before = load_average()
     proc = start_server(args.port)
     try:
-        results = asyncio.run(run(f"http://127.0.0.1:{args.port}", args.quick, stream_seconds))
+        url = f"http://127.0.0.1:{args.port}"
+        results = asyncio.run(run(url, args.quick, stream_seconds, proc.pid))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)

@@ -17,7 +17,7 @@ pytest.importorskip("fastapi", reason="the serve extra is not installed: pip ins
 
 from stt.serve.config import ServeConfig  # noqa: E402
 from stt.serve.engine import Engine
-from stt.serve.main import load_engine  # noqa: E402
+from stt.serve.main import load_engine, uvicorn_config  # noqa: E402
 
 
 def free_port() -> int:
@@ -40,19 +40,10 @@ def running_server(engine: Engine | None = None, **settings) -> Iterator[str]:
 
     from stt.serve.http import create_app
 
-    config = ServeConfig(port=free_port(), **settings)
+    config = ServeConfig(port=free_port(), **{"log_level": "warning", **settings})
     engine = engine or shipped_engine()
     app = create_app(engine, config)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=config.host,
-            port=config.port,
-            log_level="warning",
-            lifespan="off",
-            ws_max_size=1 << 20,
-        )  # fmt: skip
-    )
+    server = uvicorn.Server(uvicorn_config(app, config, host=config.host, port=config.port))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

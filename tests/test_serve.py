@@ -347,6 +347,8 @@ def test_float32_frames_and_bad_stream_settings(server):
             assert message["type"] == "error" and words in message["message"]
     with ws_client.connect(server.replace("http", "ws") + "/v1/stream") as conn:
         conn.recv(timeout=10)
+        # The client offered permessage-deflate; PCM barely compresses, so the server declines.
+        assert conn.protocol.extensions == []
         conn.send("not json")
         message = json.loads(conn.recv(timeout=10))
         assert message["type"] == "error" and "JSON" in message["message"]

@@ -11,6 +11,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from stt.checkpoint import read_model
@@ -120,16 +121,26 @@ def check_wyoming_address(uri: str) -> None:
         listen(parsed.hostname or "", parsed.port or 0, "--wyoming").close()
 
 
+def uvicorn_config(app: Any, config: ServeConfig, **settings: Any) -> Any:
+    """uvicorn's settings for ``app`` (``settings``: more of them, e.g. ``host`` and ``port``).
+
+    No permessage-deflate on WebSockets: PCM audio barely compresses, and inflating every 100 ms
+    frame (and the client deflating it) is CPU that live streams need."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app, log_level=config.log_level, ws_max_size=1 << 20, ws_per_message_deflate=False,
+        lifespan="off", **settings,
+    )  # fmt: skip
+
+
 async def serve_forever(engine: Engine, config: ServeConfig, sock: socket.socket) -> None:
     """Run until stopped on ``sock``; the Wyoming server, if any, beside the HTTP one."""
     import uvicorn
 
     from stt.serve.http import create_app
 
-    app = create_app(engine, config)
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level=config.log_level, ws_max_size=1 << 20, lifespan="off")
-    )
+    server = uvicorn.Server(uvicorn_config(create_app(engine, config), config))
     tasks = [asyncio.create_task(server.serve(sockets=[sock]), name="http")]
     if config.wyoming:
         from stt.serve.wyoming import serve_wyoming
