@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from stt.data.augment import AugmentConfig, SpecAugment, WaveformAugment, add_noise
+from stt.audio import SAMPLE_RATE
+from stt.data.augment import AugmentConfig, SpecAugment, WaveformAugment, add_noise, narrowband
 from stt.errors import ConfigError
 from tests.conftest import tone
 
@@ -59,6 +60,43 @@ def test_waveform_augment_is_deterministic_for_a_given_rng():
     a = augment(wave, np.random.default_rng([3, 1, 4]))
     b = augment(wave, np.random.default_rng([3, 1, 4]))
     np.testing.assert_array_equal(a, b)
+
+
+def band_power(wave: np.ndarray, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(wave.astype(np.float64))) ** 2
+    freqs = np.fft.rfftfreq(len(wave), 1 / SAMPLE_RATE)
+    return float(spectrum[(freqs >= low) & (freqs < high)].sum())
+
+
+def test_narrowband_keeps_the_telephone_band_and_drops_what_is_above_4_khz():
+    rng = np.random.default_rng(0)
+    wave = (0.1 * rng.standard_normal(SAMPLE_RATE)).astype(np.float32)  # 1 s of white noise
+    out = narrowband(wave)
+    assert out.dtype == np.float32 and len(out) == len(wave)
+    assert band_power(out, 300, 3400) == pytest.approx(band_power(wave, 300, 3400), rel=0.05)
+    assert band_power(out, 4400, 8000) < 0.01 * band_power(wave, 4400, 8000)  # -20 dB or more
+    for odd in (1, 401, 15999):  # any length, even one sample, comes back as long
+        assert len(narrowband(wave[:odd])) == odd
+
+
+def test_narrowband_prob_draws_telephone_copies_and_zero_changes_nothing():
+    wave = (0.1 * np.random.default_rng(1).standard_normal(SAMPLE_RATE)).astype(np.float32)
+    always = WaveformAugment(AugmentConfig(speed_perturb=False, noise=False, narrowband_prob=1.0))
+    np.testing.assert_array_equal(always(wave, np.random.default_rng(0)), narrowband(wave))
+    # Off (the default), nothing is drawn: older configs augment exactly as before it existed.
+    off = WaveformAugment(AugmentConfig(speed_perturb=False, noise=False, narrowband_prob=0.0))
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(off(wave, rng), wave)
+    assert rng.bit_generator.state == np.random.default_rng(5).bit_generator.state
+    half = WaveformAugment(AugmentConfig(speed_perturb=False, noise=False, narrowband_prob=0.5))
+    high = band_power(wave, 4400, 8000)
+    hits = sum(
+        band_power(half(wave, np.random.default_rng(seed)), 4400, 8000) < 0.01 * high
+        for seed in range(40)
+    )
+    assert 10 <= hits <= 30
+    with pytest.raises(ConfigError, match="narrowband_prob"):
+        AugmentConfig(narrowband_prob=1.5)
 
 
 def test_invalid_config_values_are_config_errors():

@@ -1,4 +1,5 @@
-"""Training-time augmentation: speed perturbation and noise on waveforms, SpecAugment on features.
+"""Training-time augmentation: speed perturbation, noise and telephone-band copies on waveforms,
+SpecAugment on features.
 
 :class:`WaveformAugment` runs in the data loader (numpy, one utterance, an explicit random
 generator, so a sample depends only on its seed and never on worker scheduling).
@@ -33,6 +34,9 @@ class AugmentConfig:
     noise: bool = True
     noise_prob: float = 0.3
     snr_db: list[float] = field(default_factory=lambda: [10.0, 30.0])  # [low, high], uniform
+    # Probability of hearing an utterance as 8 kHz audio (phone calls, FSDD's digits): nothing
+    # above 4 kHz, resampled back to 16 kHz. 0 draws nothing, so other augmentation is unchanged.
+    narrowband_prob: float = 0.0
     spec_augment: bool = True
     freq_masks: int = 2
     freq_width: int = 8  # max coefficients per frequency mask
@@ -49,6 +53,10 @@ class AugmentConfig:
             raise ConfigError(f"augment.speeds must lie in [0.5, 2.0], got {bad}")
         if not 0.0 <= self.noise_prob <= 1.0:
             raise ConfigError(f"augment.noise_prob must lie in [0, 1], got {self.noise_prob}")
+        if not 0.0 <= self.narrowband_prob <= 1.0:
+            raise ConfigError(
+                f"augment.narrowband_prob must lie in [0, 1], got {self.narrowband_prob}"
+            )
         if len(self.snr_db) != 2 or self.snr_db[0] > self.snr_db[1]:
             raise ConfigError(f"augment.snr_db must be [low, high] in dB, got {self.snr_db}")
         for name in ("freq_masks", "freq_width", "time_masks"):
@@ -102,12 +110,26 @@ def add_noise(waveform: np.ndarray, snr_db: float, rng: np.random.Generator) -> 
     return (waveform + scale * noise).astype(np.float32)
 
 
+NARROWBAND_RATE = 8000
+"""The sample rate of a telephone-band copy (:func:`narrowband`)."""
+
+
+def narrowband(waveform: np.ndarray) -> np.ndarray:
+    """``waveform`` as 8 kHz audio would sound at 16 kHz: resampled down (the resampler's
+    low-pass removes everything above 4 kHz) and back up, the same length."""
+    down = resample(np.ascontiguousarray(waveform, dtype=np.float32), SAMPLE_RATE, NARROWBAND_RATE)
+    up = resample(down, NARROWBAND_RATE, SAMPLE_RATE)[: len(waveform)]
+    return np.pad(up, (0, len(waveform) - len(up)))
+
+
 class WaveformAugment:
-    """Speed perturbation then additive noise on one waveform ``(samples,)`` float32.
+    """Speed perturbation, additive noise, then a telephone-band copy, on one waveform
+    ``(samples,)`` float32.
 
     Speed: one of ``config.speeds`` chosen uniformly (speed 1.1 gives ``len / 1.1`` samples).
     Noise: with probability ``noise_prob``, a white/pink mix at an SNR drawn uniformly from
-    ``snr_db``. Deterministic for a given ``rng`` state.
+    ``snr_db``. Narrowband: with probability ``narrowband_prob``, :func:`narrowband` (the noise
+    went through the phone too). Deterministic for a given ``rng`` state.
     """
 
     def __init__(self, config: AugmentConfig):
@@ -120,6 +142,8 @@ class WaveformAugment:
             out = change_speed(out, c.speeds[int(rng.integers(len(c.speeds)))])
         if c.noise and rng.random() < c.noise_prob:
             out = add_noise(out, rng.uniform(c.snr_db[0], c.snr_db[1]), rng)
+        if c.narrowband_prob and rng.random() < c.narrowband_prob:
+            out = narrowband(out)
         return out
 
 
