@@ -19,7 +19,10 @@
 #   TRAIN_WEIGHTS="2,1,1,2,1,1" (librispeech, speechocean, ljspeech, an4, fsdd, synth),
 #   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...,
 #   EXCLUDE="speechocean" (corpora left out of train and dev; scripts/bench_accent.py's base),
-#   RUN=WORK/runs/MODEL-real (the run folder; the anneal run is RUN-anneal)
+#   RUN=WORK/runs/MODEL-real (the run folder; the anneal run is RUN-anneal),
+#   ASSETS=stt/assets/default (where package puts the model; its report goes to
+#   bench/results/NAME_model). The shipped streaming model is the same recipe with MODEL=causal
+#   INIT_FROM=stt/assets/streaming/model.pt ASSETS=stt/assets/streaming.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK="${1:-data_cache}"
@@ -32,6 +35,7 @@ INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
 STT="${STT:-.venv/bin/stt}"
 RUN="${RUN:-$WORK/runs/$MODEL-real}"
 EXCLUDE="${EXCLUDE:-}"
+ASSETS="${ASSETS:-stt/assets/default}"
 ANNEAL_RUN="$RUN-anneal"
 W="$WORK"
 has() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -100,6 +104,6 @@ if has package; then
   # The annealed model when that stage ran, else the main run's best.
   best="$RUN/best.pt"
   [ -f "$ANNEAL_RUN/best.pt" ] && best="$ANNEAL_RUN/best.pt"
-  RETUNE=1 bash scripts/package_model.sh "$best" stt/assets/default "$WORK" \
-    bench/results/default_model
+  RETUNE=1 bash scripts/package_model.sh "$best" "$ASSETS" "$WORK" \
+    "bench/results/$(basename "$ASSETS")_model"
 fi

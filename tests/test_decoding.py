@@ -243,6 +243,23 @@ def test_decoders_of_one_lm_share_it_and_keep_their_own_weights(tmp_path):
             alone.cleanup()
 
 
+def test_unigram_prefixes_answer_as_pyctcdecodes_trie_does(tmp_path):
+    """The LM's partial-word check is a prefix set; it says what pygtrie's CharTrie says."""
+    import pygtrie
+
+    from stt.decoding import UnigramPrefixes
+
+    words = ["cat", "cats", "catalogue", "dog", "a", "zebra's"]
+    prefixes, trie = UnigramPrefixes(words), pygtrie.CharTrie.fromkeys(words)
+    keys = ["", "c", "ca", "cat", "cata", "catx", "d", "do", "dogs", "z", "zebra'", "zebra's",
+            "zebra'ss", "b", "a", "aa", "'"]  # fmt: skip
+    assert [prefixes.has_node(k) > 0 for k in keys] == [trie.has_node(k) > 0 for k in keys]
+    lm = str(tmp_path / "lm.arpa")
+    Path(lm).write_text(ARPA)
+    with beam(lm=lm) as decoder:
+        assert isinstance(decoder._ctc()._language_model._char_trie, UnigramPrefixes)
+
+
 def test_hotwords_turn_an_ambiguous_word_into_the_hotword():
     lp = frames("_c_a_", {"p": 0.5, "t": 0.4}, "_ _s_a_t_")
     with beam() as plain, beam(hotwords=["Cat"]) as biased:
