@@ -4,6 +4,7 @@ wrong (size, auth, bad audio, busy, silent or vanishing clients)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import tempfile
@@ -324,6 +325,35 @@ def test_a_stream_gets_partials_then_the_offline_streaming_result(server):
     words = [w for m in finals for w in m["words"]]
     assert all(a["end"] <= b["start"] + 1e-6 for a, b in zip(words, words[1:], strict=False))
     assert httpx.get(server + "/health").json()["open_streams"] == 0
+
+
+def test_frames_that_arrive_during_a_step_go_into_the_next_one_together(server, monkeypatch):
+    """A stream behind a busy server catches up: what came in while its step ran is one step,
+    up to a second of audio, and the transcript is the same as frame by frame."""
+    from stt.serve.http import JOINED_AUDIO_BYTES
+
+    engine = shipped_engine()
+    real_accept, sizes, first = engine.accept, [], threading.Event()
+
+    async def slow_accept(transcriber, samples):
+        sizes.append(len(samples))
+        if not first.is_set():  # the first step is slow: the frames after it pile up
+            first.set()
+            await asyncio.sleep(0.5)
+        return await real_accept(transcriber, samples)
+
+    monkeypatch.setattr(engine, "accept", slow_accept)
+    samples = load_audio(SPEECH)
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    messages = stream(server, pcm.tobytes(), chunk=3200)  # 100 ms frames, sent at once
+    finals = [m for m in messages if m["type"] == "final"]
+    assert " ".join(m["text"] for m in finals if m["text"]) == offline_streaming_text(
+        pcm.astype(np.float32) / 32768
+    )
+    assert sizes[0] == 1600 and sum(sizes) == len(pcm)
+    assert max(sizes) > 1600  # joined ...
+    assert max(sizes) <= JOINED_AUDIO_BYTES // 2 + 1600  # ... up to about a second
+    assert len(sizes) < len(pcm) / 1600
 
 
 def test_a_pause_ends_the_utterance_by_itself(server):

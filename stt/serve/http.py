@@ -311,28 +311,75 @@ async def live_stream(ws: WebSocket, engine: Engine, config: ServeConfig, stream
         session.close()
 
 
-async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: float) -> None:
+INBOX_MESSAGES = 32
+"""A stream's messages read ahead while its previous audio runs (~3 s of 100 ms frames); past
+that the server stops reading, so a client sending faster than real time is held back by TCP
+rather than by this process's memory."""
+
+JOINED_AUDIO_BYTES = 32000
+"""At most this much audio (1 s of s16le) from consecutive frames goes into one step."""
+
+_GONE, _TIMED_OUT = object(), object()
+
+
+async def _read(ws: WebSocket, inbox: asyncio.Queue, idle: float) -> None:
+    """Put the client's messages into ``inbox``, then ``_GONE`` (it left) or ``_TIMED_OUT``
+    (nothing for ``idle`` seconds)."""
     while True:
         try:
             message = await asyncio.wait_for(ws.receive(), timeout=idle)
         except asyncio.TimeoutError:
-            with contextlib.suppress(Exception):
-                await ws.send_json(
-                    {"type": "error", "message": f"nothing received for {idle:g} s: closing"}
-                )
-                await ws.close(code=1000)
+            await inbox.put(_TIMED_OUT)
             return
+        except (RuntimeError, WebSocketDisconnect):
+            message = {"type": "websocket.disconnect"}
         if message["type"] == "websocket.disconnect":
+            await inbox.put(_GONE)
             return
-        if message.get("bytes") is not None:
-            try:
-                replies = await _feed(engine, session, message["bytes"])
-            except STTError as exc:  # a bad frame: say so, the stream goes on
-                replies = [{"type": "error", "message": str(exc)}]
-        else:
-            replies = await _control(engine, session, message.get("text") or "")
-        for reply in replies:
-            await ws.send_json(reply)
+        await inbox.put(message)
+
+
+async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: float) -> None:
+    """Answer the client's messages in order. The frames that arrived while the previous step
+    ran go into the next one together, so a stream that fell behind (a busy server) catches up
+    in larger steps instead of queueing one step per frame, its delay growing without end."""
+    inbox: asyncio.Queue = asyncio.Queue(INBOX_MESSAGES)
+    reader = asyncio.create_task(_read(ws, inbox, idle))
+    waiting: list[Any] = []
+    try:
+        while True:
+            if not waiting:
+                waiting.append(await inbox.get())
+            while not inbox.empty():
+                waiting.append(inbox.get_nowait())
+            message = waiting.pop(0)
+            if message is _GONE:
+                return
+            if message is _TIMED_OUT:
+                with contextlib.suppress(Exception):
+                    await ws.send_json(
+                        {"type": "error", "message": f"nothing received for {idle:g} s: closing"}
+                    )
+                    await ws.close(code=1000)
+                return
+            if message.get("bytes") is not None:
+                data = message["bytes"]
+                while waiting and _is_audio(waiting[0]) and len(data) < JOINED_AUDIO_BYTES:
+                    data += waiting.pop(0)["bytes"]
+                try:
+                    replies = await _feed(engine, session, data)
+                except STTError as exc:  # a bad frame: say so, the stream goes on
+                    replies = [{"type": "error", "message": str(exc)}]
+            else:
+                replies = await _control(engine, session, message.get("text") or "")
+            for reply in replies:
+                await ws.send_json(reply)
+    finally:
+        reader.cancel()
+
+
+def _is_audio(message: Any) -> bool:
+    return isinstance(message, dict) and message.get("bytes") is not None
 
 
 async def _feed(engine: Engine, session: LiveSession, data: bytes) -> list[dict]:
