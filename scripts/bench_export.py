@@ -164,9 +164,9 @@ def main() -> int:
     results = {
         "command": "python scripts/bench_export.py " + " ".join(sys.argv[1:]),
         "note": (
-            "Measured while a training job kept the 2-core machine busy (load average "
-            f"{load_before} before, {load_average()} after): absolute RTFx are noisy and low; "
-            "the ratios between backends, measured interleaved in this one run, are what counts."
+            f"Load average {load_before} before, {load_average()} after, on a shared 2-core "
+            "machine: absolute RTFx are noisy; the ratios between backends, measured "
+            "interleaved in this one run, are what counts."
         ),
         "checkpoint": relative(args.checkpoint),
         "manifest": relative(args.manifest),
