@@ -342,17 +342,14 @@ async def _read(ws: WebSocket, inbox: asyncio.Queue, idle: float) -> None:
 async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: float) -> None:
     """Answer the client's messages in order. The frames that arrived while the previous step
     ran go into the next one together, so a stream that fell behind (a busy server) catches up
-    in larger steps instead of queueing one step per frame, its delay growing without end."""
+    in larger steps instead of queueing one step per frame, its delay growing without end. Only
+    the inbox holds what is read ahead (plus the one message after the joined frames)."""
     inbox: asyncio.Queue = asyncio.Queue(INBOX_MESSAGES)
     reader = asyncio.create_task(_read(ws, inbox, idle))
-    waiting: list[Any] = []
+    held = None  # taken from the inbox while joining frames, not audio: the next to answer
     try:
         while True:
-            if not waiting:
-                waiting.append(await inbox.get())
-            while not inbox.empty():
-                waiting.append(inbox.get_nowait())
-            message = waiting.pop(0)
+            message, held = (held if held is not None else await inbox.get()), None
             if message is _GONE:
                 return
             if message is _TIMED_OUT:
@@ -362,10 +359,14 @@ async def _converse(ws: WebSocket, engine: Engine, session: LiveSession, idle: f
                     )
                     await ws.close(code=1000)
                 return
-            if message.get("bytes") is not None:
+            if _is_audio(message):
                 data = message["bytes"]
-                while waiting and _is_audio(waiting[0]) and len(data) < JOINED_AUDIO_BYTES:
-                    data += waiting.pop(0)["bytes"]
+                while len(data) < JOINED_AUDIO_BYTES and not inbox.empty():
+                    following = inbox.get_nowait()
+                    if not _is_audio(following):
+                        held = following
+                        break
+                    data += following["bytes"]
                 try:
                     replies = await _feed(engine, session, data)
                 except STTError as exc:  # a bad frame: say so, the stream goes on
