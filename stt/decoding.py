@@ -412,9 +412,6 @@ class UnigramPrefixes:
         """2 (a subtrie, as pygtrie says) if ``key`` starts a known word, else 0."""
         return 2 if not key or key in self._prefixes else 0
 
-    def __len__(self) -> int:
-        return len(self._prefixes)
-
 
 def _new_language_model(kenlm_model: Any, unigrams: Iterable[str] | None):
     """pyctcdecode's ``LanguageModel`` of ``kenlm_model``, its unigram trie a
@@ -730,7 +727,7 @@ class ChunkDecoder:
         vocab: Vocabulary,
         frame_seconds: float,
         beam: bool,
-        token_min_logp: float = -4.0,
+        token_min_logp: float = DecoderConfig.token_min_logp,
         min_pending_seconds: float = 10.0,
         max_pending_seconds: float = 120.0,
         pause_seconds: float = 0.3,
