@@ -59,8 +59,9 @@ def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) used so far by process ``pid`` and its children (the
     server's beam-search workers), from /proc (Linux)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    try:  # each thread (task) lists the children it forked
+        children = [c for task in Path(f"/proc/{pid}/task").iterdir()
+                    for c in (task / "children").read_text().split()]  # fmt: skip
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
