@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from stt.checkpoint import load_checkpoint, read_model
 from stt.config import compose, to_dataclass
@@ -171,6 +172,26 @@ def test_no_training_data_is_a_one_line_cli_error(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("stt: error: no training data")
+
+
+def test_narrowband_copies_from_the_command_line(corpus, tmp_path):
+    """``augment.narrowband_prob`` reaches a run from ``stt train`` (its resolved config says
+    so), and a value outside [0, 1] is one line naming the key."""
+    run_dir = tmp_path / "phone"
+    result = subprocess.run(
+        stt_train(corpus, run_dir, "augment.narrowband_prob=1.0", "trainer.max_steps=2"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert OmegaConf.load(run_dir / "config.yaml").augment.narrowband_prob == 1.0
+    assert json.loads((run_dir / "result.json").read_text())["step"] == 2
+    bad = subprocess.run(
+        stt_train(corpus, tmp_path / "bad", "augment.narrowband_prob=1.5"),
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("stt: error:") and "augment.narrowband_prob" in last
 
 
 def test_two_process_ddp_ranks_end_with_identical_weights(corpus, tmp_path):
