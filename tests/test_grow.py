@@ -1,0 +1,65 @@
+"""stt.training.grow: a grown model starts as the same function, and every weight of it learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from stt.errors import ConfigError
+from stt.training.grow import grow, grown_description
+from tests.model_fixtures import model_with_norm_statistics
+
+SMALL = dict(channels=8, kernel_size=3, dilations=[1, 2], stacks=2, stride=2, head_channels=16)
+
+
+def _padded_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(3)
+    return torch.randn(2, 8000), torch.tensor([8000, 5000])
+
+
+@pytest.mark.parametrize(("channels", "stacks"), [(12, None), (None, 4), (16, 3)])
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_grown_model_gives_the_same_log_probs(channels, stacks, norm):
+    model = model_with_norm_statistics(SMALL, vocab_size=29, norm=norm)
+    grown = grow(model, channels=channels, stacks=stacks)
+    assert grown.config.channels == (channels or 8)
+    assert len(grown.blocks) == 2 * (stacks or 2)
+    assert grown.num_parameters() > model.num_parameters()
+    waveform, lengths = _padded_batch()
+    with torch.no_grad():
+        expected, expected_lengths = model(waveform, lengths)
+        got, got_lengths = grown(waveform, lengths)
+    assert torch.equal(got_lengths, expected_lengths)
+    for b, n in enumerate(expected_lengths.tolist()):
+        torch.testing.assert_close(got[b, :n], expected[b, :n], atol=2e-6, rtol=0)
+
+
+def test_every_weight_of_a_grown_model_learns_within_two_steps():
+    grown = grow(model_with_norm_statistics(SMALL, vocab_size=29), channels=12, stacks=3).train()
+    optimizer = torch.optim.Adam(grown.parameters(), lr=1e-2)  # moves any non-zero gradient
+    waveform, lengths = _padded_batch()
+    before = {name: p.detach().clone() for name, p in grown.named_parameters()}
+    for _ in range(2):  # zero skips of new blocks pass gradients on once they have moved
+        optimizer.zero_grad()
+        log_probs, _ = grown(waveform, lengths)
+        (log_probs[..., 1:].logsumexp(-1).mean()).backward()
+        optimizer.step()
+    frozen = [n for n, p in grown.named_parameters() if torch.equal(p.detach(), before[n])]
+    assert frozen == []
+
+
+def test_growing_refuses_to_shrink_or_to_widen_a_layer_norm():
+    model = model_with_norm_statistics(SMALL, vocab_size=29)
+    with pytest.raises(ConfigError, match="only adds"):
+        grow(model, channels=4)
+    layer = model_with_norm_statistics(SMALL, vocab_size=29, norm="layer", causal=True)
+    with pytest.raises(ConfigError, match="layer-norm"):
+        grow(layer, channels=12)
+    deeper = grow(layer, stacks=3)  # deeper is exact for any norm
+    assert len(deeper.blocks) == 6
+
+
+def test_description_names_both_sizes():
+    model = model_with_norm_statistics(SMALL, vocab_size=29)
+    line = grown_description(grow(model, channels=12, stacks=3), model)
+    assert "4 blocks x 8 channels" in line and "6 blocks x 12 channels" in line
