@@ -16,8 +16,9 @@ TorchScript.
   statistics of the whole recording, then the encoder.
 * ``model.int8.onnx`` (``quantize="int8"``): the same graph with onnxruntime's dynamic int8
   quantisation of every matrix product of the encoder (weights int8, activations quantised per
-  call); the front end stays fp32 (a quantised DFT would lose the quiet bands), its DFT basis
-  stored as float16 and cast back to float32 in the graph.
+  call); the front end stays fp32 (a quantised DFT would lose the quiet bands). In both files
+  the DFT basis is not stored but computed from the window by a few nodes that onnxruntime
+  folds when it loads the model.
 * ``model.ts``: TorchScript (``torch.jit.trace``) of the same module: methods ``forward``,
   ``forward_features`` and ``mfcc``, with the same shapes.
 * ``model.json``: what every file needs to be used: the format marker ``stt-onnx`` and its
@@ -53,7 +54,7 @@ from stt.errors import ConfigError, ToolMissingError
 from stt.exported import FORMAT, VERSION
 from stt.fusion import can_fuse, fuse
 from stt.model import WaveNetCTC
-from stt.portable import OnnxEntry, PortableWaveNetCTC
+from stt.portable import OnnxEntry, PortableMFCC, PortableWaveNetCTC
 from stt.text import Vocabulary
 from stt.version import __version__
 
@@ -217,24 +218,55 @@ def export_onnx(
         numpy_helper.from_array(np.ones(1, np.int64), "feature_lengths"),
         numpy_helper.from_array(np.zeros((1, f.n_fft), np.float32), "mfcc_waveform"),
     ])  # fmt: skip
+    _basis_in_graph(onnx_model, model.front_end)
     _set_metadata(onnx_model, {**meta, "opset": opset, "quantization": None})
     _save_onnx(onnx_model, path)
     return path
 
 
-def _store_half(onnx_model, name: str) -> None:
-    """Keep initializer ``name`` as float16 in the file, cast back to float32 in the graph
-    (onnxruntime folds the cast when it loads the model): half the bytes of the largest fp32
-    tensor left in the int8 file, the DFT basis, at an error far below int8's."""
-    from onnx import helper, numpy_helper
+def _basis_in_graph(onnx_model, front_end: PortableMFCC) -> None:
+    """Replace the front end's windowed DFT basis (the largest float tensor of the file, 0.8 MB
+    for the default) by the few nodes that compute it, ``cos`` and ``-sin`` of ``2 pi (k n mod
+    N) / N`` times the window: onnxruntime folds them into the same tensor when it loads the
+    model, so the file carries only the window. The integer ``mod`` keeps every angle under
+    2 pi, where float32 is exact to ~1e-7."""
+    from onnx import TensorProto, helper, numpy_helper
 
     graph = onnx_model.graph
-    index = next(i for i, t in enumerate(graph.initializer) if t.name == name)
-    half = numpy_helper.to_array(graph.initializer[index]).astype(np.float16)
+    index = next(i for i, t in enumerate(graph.initializer) if t.name == DFT_BASIS)
+    freqs = graph.initializer[index].dims[0] // 2
     del graph.initializer[index]
-    graph.initializer.append(numpy_helper.from_array(half, f"{name}.fp16"))
-    cast = helper.make_node("Cast", [f"{name}.fp16"], [name], to=1, name=f"{name}.cast")
-    graph.node.insert(0, cast)  # float32 again, under the old name, before any consumer
+    taps = front_end.window.numel()
+
+    def name(part: str) -> str:
+        return f"{DFT_BASIS}.{part}"
+
+    constants = {
+        "k": np.arange(freqs, dtype=np.int64)[:, None],
+        "n": np.arange(taps, dtype=np.int64)[None, :] + front_end.window_start,
+        "n_fft": np.array(front_end.n_fft, dtype=np.int64),
+        "radians": np.array(2 * math.pi / front_end.n_fft, dtype=np.float32),
+        "window": front_end.window.numpy()[None, :].astype(np.float32),
+        "axis": np.array([1], dtype=np.int64),
+    }
+    graph.initializer.extend(numpy_helper.from_array(v, name(k)) for k, v in constants.items())
+    steps = [
+        ("Mul", ["k", "n"], "kn", {}),
+        ("Mod", ["kn", "n_fft"], "turns", {}),  # k n mod N: exact in int64
+        ("Cast", ["turns"], "turns_f", {"to": TensorProto.FLOAT}),
+        ("Mul", ["turns_f", "radians"], "angle", {}),  # (freqs, taps), all in [0, 2 pi)
+        ("Cos", ["angle"], "cos", {}),
+        ("Sin", ["angle"], "sin", {}),
+        ("Neg", ["sin"], "minus_sin", {}),
+        ("Concat", ["cos", "minus_sin"], "rows", {"axis": 0}),
+        ("Mul", ["rows", "window"], "windowed", {}),
+    ]
+    nodes = [helper.make_node(op, [name(i) for i in inputs], [name(out)], name=name(out), **attrs)
+             for op, inputs, out, attrs in steps]  # fmt: skip
+    nodes.append(helper.make_node("Unsqueeze", [name("windowed"), name("axis")], [DFT_BASIS],
+                                  name=name("unsqueeze")))  # fmt: skip
+    for node in reversed(nodes):  # before any consumer, under the basis's old name
+        graph.node.insert(0, node)
 
 
 def quantize_int8(fp32_path: str | Path, path: str | Path, meta: dict) -> Path:
@@ -263,7 +295,6 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, meta: dict) -> Path:
     finally:
         logging.disable(previous)
     opset = next((o.version for o in source.opset_import if o.domain in ("", "ai.onnx")), None)
-    _store_half(onnx_model, DFT_BASIS)
     _set_metadata(onnx_model, {**meta, "opset": opset, "quantization": "int8"})
     _save_onnx(onnx_model, path)
     return path

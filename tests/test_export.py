@@ -16,7 +16,7 @@ from stt.audio import SAMPLE_RATE
 from stt.checkpoint import model_state, save_checkpoint
 from stt.cli import main
 from stt.errors import CheckpointError, ConfigError
-from stt.export import FORMAT, VERSION, export_model
+from stt.export import DFT_BASIS, FORMAT, VERSION, export_model
 from stt.exported import load_exported
 from stt.features import MFCC, FeatureConfig
 from stt.fusion import fuse
@@ -194,21 +194,32 @@ def test_int8_export_runs_with_the_same_shapes(exported, fused):
 
 
 def test_int8_file_keeps_only_small_tensors_in_float32(exported):
-    """Every encoder weight matrix is int8 and the DFT basis float16; what float32 is left is
-    biases, scales and the small mel and DCT matrices."""
+    """Every encoder weight matrix is int8; what float32 is left is biases, scales, the window
+    and the small mel and DCT matrices."""
     import onnx
     from onnx import TensorProto
 
     graph = onnx.load(str(exported / "model.int8.onnx")).graph
-    by_name = {t.name: t for t in graph.initializer}
-    assert by_name["model.front_end.dft.fp16"].data_type == TensorProto.FLOAT16
-    assert "model.front_end.dft" not in by_name  # one copy, cast in the graph
     assert any(t.data_type == TensorProto.INT8 for t in graph.initializer)
     float32 = [t for t in graph.initializer if t.data_type == TensorProto.FLOAT]
-    fp32 = onnx.load(str(exported / "model.onnx")).graph.initializer
-    dft = next(t for t in fp32 if t.name == "model.front_end.dft")
-    assert max(np.prod(t.dims) for t in float32) < np.prod(dft.dims) / 4
+    matrices = {t.name for t in float32 if sum(d > 1 for d in t.dims) > 1}
+    assert matrices == {"model.front_end.mel_fb", "model.front_end.dct"}
     assert not graph.value_info  # shapes are inferred by the runtime, not stored
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.int8.onnx"])
+def test_exported_files_compute_the_dft_basis_instead_of_storing_it(exported, file):
+    """The basis is rebuilt by a few nodes from the window (the log-probs tests above show it is
+    the same basis); only the window's taps are stored."""
+    import onnx
+
+    graph = onnx.load(str(exported / file)).graph
+    names = {t.name for t in graph.initializer}
+    assert DFT_BASIS not in names
+    assert f"{DFT_BASIS}.window" in names
+    assert any(n.op_type == "Cos" for n in graph.node) and any(
+        n.op_type == "Sin" for n in graph.node
+    )
 
 
 # ---------------------------------------------------------------------------------------------
