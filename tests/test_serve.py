@@ -327,6 +327,25 @@ def test_a_stream_gets_partials_then_the_offline_streaming_result(server):
     assert httpx.get(server + "/health").json()["open_streams"] == 0
 
 
+def test_streams_in_the_servers_own_process_give_the_same_result():
+    """stream_process=false: the streams' batch thread runs beside the event loop, as before."""
+    from stt.serve.main import load_engine
+
+    engine = load_engine(ServeConfig(stream_process=False))
+    try:
+        assert engine.streaming
+        samples = load_audio(SPEECH)
+        pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+        with running_server(engine) as url:
+            messages = stream(url, pcm.tobytes())
+        finals = [m for m in messages if m["type"] == "final"]
+        assert " ".join(m["text"] for m in finals if m["text"]) == offline_streaming_text(
+            pcm.astype(np.float32) / 32768
+        )
+    finally:
+        engine.close()
+
+
 def test_frames_that_arrive_during_a_step_go_into_the_next_one_together(server, monkeypatch):
     """A stream behind a busy server catches up: what came in while its step ran is one step,
     up to a second of audio, and the transcript is the same as frame by frame."""

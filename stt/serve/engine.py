@@ -10,9 +10,11 @@ of their own. So a burst of uploads cannot stall live partials. Admission is
 bounded: past ``workers + queue`` files in flight, :class:`Busy` tells the caller to answer 503
 with ``Retry-After`` rather than let a queue grow without limit.
 
-The engine knows its transcribers only by the narrow interface below (:class:`FileTranscriber`),
-so the protocol modules that hold an engine never import the model code; the models are loaded
-by :mod:`stt.serve.models`.
+By default the live streams run in a process of their own (:mod:`stt.serve.stream_process`),
+with the same batcher there, so their Python does not take turns with the event loop's on one
+interpreter lock. The engine knows its transcribers only by the narrow interface below
+(:class:`FileTranscriber`), so the protocol modules that hold an engine never import the model
+code; the models are loaded by :mod:`stt.serve.main`.
 """
 
 from __future__ import annotations
@@ -121,13 +123,17 @@ class StreamBatcher:
 
     async def accept(self, transcriber: Any, samples: np.ndarray) -> Any:
         """``transcriber.accept(samples)``, run in the next batch: its partial."""
+        return await asyncio.wrap_future(self.submit(transcriber, samples))
+
+    def submit(self, transcriber: Any, samples: np.ndarray) -> Future:
+        """:meth:`accept` for callers outside an event loop: the future of the partial."""
         future: Future = Future()
         with self._wake:
             if self._closed:
                 raise RuntimeError("the stream batcher is closed")
             self._pending.append((transcriber, samples, future))
             self._wake.notify()
-        return await asyncio.wrap_future(future)
+        return future
 
     def close(self) -> None:
         """Run what is pending, then stop the thread."""
@@ -187,8 +193,10 @@ class Engine:
     ``transcriber``: the offline model. ``stream_factory``: makes one
     :class:`~stt.streaming.StreamingTranscriber` per live stream (None: no streaming model, and
     ``/v1/stream`` says so); ``accept_together``: runs one chunk of each of several of them as a
-    batch (None: one by one). ``workers``: threads for whole files; ``queue``: how many more may
-    wait before :class:`Busy`; ``stream_workers``: threads for utterances' final decodes.
+    batch (None: one by one). ``remote_streams``: instead of those two, a
+    :class:`~stt.serve.stream_process.StreamProcess` whose child runs every stream. ``workers``:
+    threads for whole files; ``queue``: how many more may wait before :class:`Busy`;
+    ``stream_workers``: threads for utterances' final decodes.
     """
 
     def __init__(
@@ -200,6 +208,7 @@ class Engine:
         queue: int = 16,
         stream_workers: int = 2,
         accept_together: AcceptTogether | None = None,
+        remote_streams: Any = None,
     ) -> None:
         if workers < 1 or stream_workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {min(workers, stream_workers)}")
@@ -221,7 +230,8 @@ class Engine:
             stream_workers, thread_name_prefix="stt-stream", initializer=torch.set_num_threads,
             initargs=(1,),
         )  # fmt: skip
-        self._batcher = StreamBatcher(accept_together or _one_by_one)
+        self._remote = remote_streams
+        self._batcher = None if remote_streams else StreamBatcher(accept_together or _one_by_one)
         self._lock = threading.Lock()
         self._in_flight = 0
 
@@ -258,6 +268,8 @@ class Engine:
 
         Raises:
             ConfigError: the server has no streaming model."""
+        if self._remote is not None:
+            return self._remote.open()
         if self.stream_factory is None:
             raise ConfigError(
                 "this server has no streaming model: start it with --streaming-model CHECKPOINT "
@@ -267,11 +279,18 @@ class Engine:
 
     async def accept(self, transcriber: Any, samples: np.ndarray) -> Any:
         """A live stream's next chunk (checked samples), in the next batch: its partial."""
+        if self._remote is not None:
+            return await self._remote.accept(transcriber, samples)
         return await self._batcher.accept(transcriber, samples)
+
+    @property
+    def streaming(self) -> bool:
+        """Whether this engine has a streaming model."""
+        return self._remote is not None or self.stream_factory is not None
 
     def stream_stats(self) -> dict[str, float]:
         """The stream batcher's counters (:meth:`StreamBatcher.stats`)."""
-        return self._batcher.stats()
+        return (self._remote or self._batcher).stats()
 
     async def in_stream_pool(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (an utterance's final decode or reset) in the stream pool."""
@@ -280,6 +299,6 @@ class Engine:
     def close(self) -> None:
         """Stop the pools (waiting for running work) and free the decoders."""
         self._files.shutdown(wait=True, cancel_futures=True)
-        self._batcher.close()
+        (self._remote or self._batcher).close()
         self._streams.shutdown(wait=True, cancel_futures=True)
         self.transcriber.close()

@@ -233,7 +233,7 @@ def create_app(engine: Engine, config: ServeConfig) -> FastAPI:
             "version": engine.info.version,
             "in_flight": engine.in_flight,
             "open_streams": streams["open"],
-            "streaming": engine.stream_factory is not None,
+            "streaming": engine.streaming,
             "stream_batches": engine.stream_stats(),
         }
 

@@ -9,43 +9,18 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from stt.checkpoint import read_model
-from stt.decoding import build_decoder, resolve_decoder
 from stt.errors import ConfigError
 from stt.serve.config import ServeConfig, is_loopback
 from stt.serve.engine import MODEL_ID, Engine, EngineInfo
-from stt.streaming import StreamingTranscriber, check_streamable, default_streaming_model_path
+from stt.serve.stream_process import StreamProcess, stream_factory
+from stt.streaming import StreamingTranscriber, default_streaming_model_path
 from stt.transcribe import default_model_path, load_model
 
 log = logging.getLogger("stt.serve")
-
-
-def _streams_of(path: Path, beam_processes: int) -> Callable[[], StreamingTranscriber]:
-    """A factory of streaming transcribers for the causal checkpoint at ``path``: the model is
-    read once, its streaming weights prepared once, and a beam decoder (its LM) built once, all
-    shared by every stream. The beam search runs in ``beam_processes`` processes of its own,
-    forked now, before the server's threads: in this process it would hold the interpreter
-    for tens of milliseconds per utterance, and every stream's partials would wait (measured:
-    with 16 streams, 1.7 s p95 behind when their finals came due together)."""
-    model, vocab = read_model(path)
-    check_streamable(model, str(path))
-    config = resolve_decoder(path)
-    beam = None
-    if config.kind == "beam":
-        beam = build_decoder(vocab, config, workers=beam_processes, isolate=True)
-    template = StreamingTranscriber(model, vocab, config, name=str(path), threads=None,
-                                    shared_beam=beam)  # fmt: skip
-
-    def factory() -> StreamingTranscriber:
-        return StreamingTranscriber(model, vocab, config, name=str(path), threads=None,
-                                    shared_beam=beam, like=template)  # fmt: skip
-
-    return factory
 
 
 def load_engine(config: ServeConfig) -> Engine:
@@ -61,14 +36,16 @@ def load_engine(config: ServeConfig) -> Engine:
     # Decode in the file threads themselves: a pool of beam-search processes would fight the
     # threads for the same cores.
     transcriber = load_model(model_path, device=config.device, decoder_workers=1)
-    factory, stream_path = None, None
+    factory, remote, stream_path = None, None, None
     wanted = config.streaming_model
     if wanted != "none":
         stream_path = Path(wanted) if wanted else default_streaming_model_path()
-        if wanted or stream_path.is_file():
-            factory = _streams_of(stream_path, config.stream_workers)
-        else:
+        if not (wanted or stream_path.is_file()):
             stream_path = None
+        elif config.stream_process:
+            remote = StreamProcess(stream_path, config.stream_workers)
+        else:
+            factory = stream_factory(stream_path, config.stream_workers)
     info = EngineInfo(
         model_id=MODEL_ID,
         model_path=str(model_path),
@@ -77,7 +54,8 @@ def load_engine(config: ServeConfig) -> Engine:
     )
     return Engine(transcriber, factory, info, workers=config.workers, queue=config.queue,
                   stream_workers=config.stream_workers,
-                  accept_together=StreamingTranscriber.accept_together)  # fmt: skip
+                  accept_together=StreamingTranscriber.accept_together,
+                  remote_streams=remote)  # fmt: skip
 
 
 def warn_if_exposed(config: ServeConfig) -> None:
