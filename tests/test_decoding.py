@@ -422,3 +422,24 @@ def test_explicit_settings_win_over_tuned_ones_which_win_over_the_defaults(tmp_p
     assert resolve_decoder(checkpoint, DecoderConfig()) == DecoderConfig()  # used as it is
     with pytest.raises(ConfigError, match="unknown decoder setting.* beams"):
         resolve_decoder(checkpoint, {"beams": 3})
+
+
+def test_a_search_without_hotwords_never_asks_the_empty_hotword_trie(tmp_path, monkeypatch):
+    """pyctcdecode asks its (empty) hotword trie about every new partial word; stt's decoder
+    answers that itself (same beams, as the test above shows), and still pickles for a pool."""
+    import pickle
+
+    import pygtrie
+
+    lm = str(tmp_path / "lm.arpa")
+    Path(lm).write_text(ARPA)
+    with beam(lm=lm) as decoder:
+        expected = [decoder.decode(ctc_like(seed), FS).text for seed in range(3)]
+
+        def refuse(self, key):
+            raise AssertionError(f"the hotword trie was asked about {key!r}")
+
+        monkeypatch.setattr(pygtrie.CharTrie, "has_node", refuse)
+        assert [decoder.decode(ctc_like(seed), FS).text for seed in range(3)] == expected
+        copy = pickle.loads(pickle.dumps(decoder._ctc()))  # what a pool's worker receives
+        assert type(copy) is type(decoder._ctc())
