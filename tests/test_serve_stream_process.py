@@ -124,3 +124,18 @@ def test_a_closed_process_refuses_new_streams(checkpoint):
     assert not process._process.is_alive()
     with pytest.raises(RuntimeError, match="stopped"):
         process.open()
+
+
+def test_stt_serve_with_a_model_that_cannot_stream_is_one_line_and_exit_1(tmp_path, capsys):
+    from serve_fixtures import free_port
+
+    from stt.cli import main
+
+    offline = save_checkpoint(
+        tmp_path / "offline.pt", model_state(causal_model(causal=False), VOCAB)
+    )
+    code = main(["serve", "--port", str(free_port()), "--streaming-model", str(offline)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith("stt: error:") and "causal" in err[0]
+    assert "offline.pt" in err[0]

@@ -33,19 +33,26 @@ def load_engine(config: ServeConfig) -> Engine:
         CheckpointError: a checkpoint is missing or unreadable.
     """
     model_path = Path(config.model) if config.model else default_model_path()
-    # Decode in the file threads themselves: a pool of beam-search processes would fight the
-    # threads for the same cores.
-    transcriber = load_model(model_path, device=config.device, decoder_workers=1)
     factory, remote, stream_path = None, None, None
     wanted = config.streaming_model
     if wanted != "none":
         stream_path = Path(wanted) if wanted else default_streaming_model_path()
         if not (wanted or stream_path.is_file()):
             stream_path = None
-        elif config.stream_process:
-            remote = StreamProcess(stream_path, config.stream_workers)
+        elif config.stream_process:  # it loads its model while this process loads the other
+            remote = StreamProcess(stream_path, config.stream_workers, wait=False)
         else:
             factory = stream_factory(stream_path, config.stream_workers)
+    try:
+        # Decode in the file threads themselves: a pool of beam-search processes would fight
+        # the threads for the same cores.
+        transcriber = load_model(model_path, device=config.device, decoder_workers=1)
+        if remote is not None:
+            remote.wait_ready()
+    except BaseException:
+        if remote is not None:
+            remote.close()
+        raise
     info = EngineInfo(
         model_id=MODEL_ID,
         model_path=str(model_path),

@@ -119,7 +119,8 @@ class StreamProcess:
         ConfigError, CheckpointError: the model cannot be loaded (raised here, in the parent).
     """
 
-    def __init__(self, path: Path, beam_processes: int, gather_seconds: float = 0.02) -> None:
+    def __init__(self, path: Path, beam_processes: int, gather_seconds: float = 0.02,
+                 wait: bool = True) -> None:  # fmt: skip
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
@@ -128,27 +129,44 @@ class StreamProcess:
         )  # fmt: skip
         self._process.start()
         child.close()
+        self._ids = itertools.count()
+        self._futures: dict[int, Future] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+        self._reader: threading.Thread | None = None
+        # Before multiprocessing's own exit hook, which waits for the child (LIFO order).
+        atexit.register(self.close)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Wait until the child has loaded the model (``wait=False`` lets the caller load
+        something else meanwhile: ``stt serve`` loads its offline model).
+
+        Raises:
+            ConfigError, CheckpointError: the child could not load the model.
+        """
+        if self._reader is not None:
+            return
         try:
             if not self._conn.poll(START_SECONDS):
                 raise EOFError
             ok, value = self._conn.recv()
         except EOFError:
             self._process.kill()
-            self._process.join()
-            raise RuntimeError(
-                f"the live-stream process did not start (exit code {self._process.exitcode})"
-            ) from None
+            ok, value = (
+                False,
+                RuntimeError(
+                    f"the live-stream process did not start (exit code {self._process.exitcode})"
+                ),
+            )
         if not ok:
+            self._closed = True
             self._process.join()
+            atexit.unregister(self.close)
             raise value
-        self._ids = itertools.count()
-        self._futures: dict[int, Future] = {}
-        self._lock = threading.Lock()
-        self._closed = False
         self._reader = threading.Thread(target=self._read, name="stt-streams-reader", daemon=True)
         self._reader.start()
-        # Before multiprocessing's own exit hook, which waits for the child (LIFO order).
-        atexit.register(self.close)
 
     def open(self) -> RemoteTranscriber:
         """A new stream."""
@@ -196,7 +214,8 @@ class StreamProcess:
         self._process.join(timeout=30)
         if self._process.is_alive():
             self._process.kill()
-        self._reader.join(timeout=5)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
         atexit.unregister(self.close)
 
     def _read(self) -> None:
