@@ -18,7 +18,7 @@ Both sides share this machine's cores, so the numbers are a floor for a server w
 to itself. Targets (issue 16): >= 40 real-time streams with p95 partial latency <= 300 ms, and a
 5 s upload answered in <= 150 ms p50 at one client.
 
-Usage: python scripts/bench_serve.py [--quick] [--port 8790]
+Usage: python scripts/bench_serve.py [--quick] [--port 8790] [--compare stream_process=false]
 """
 
 from __future__ import annotations
@@ -70,10 +70,10 @@ def tree_cpu_seconds(pid: int) -> float:
     return own + sum(tree_cpu_seconds(int(child)) for child in children)
 
 
-def start_server(port: int) -> subprocess.Popen:
+def start_server(port: int, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
     stt = str(Path(sys.executable).parent / "stt")
     proc = subprocess.Popen(
-        [stt, "serve", "--port", str(port), "log_level=warning"],
+        [stt, "serve", "--port", str(port), "log_level=warning", *overrides],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     import httpx
@@ -245,13 +245,31 @@ async def run(url: str, quick: bool, stream_seconds: float, server_pid: int) -> 
         requests = max(8 if quick else 24, 2 * clients)
         uploads.append(await upload_load(url, wav, clients, requests))
         print(f"uploads: {uploads[-1]}", flush=True)
+    return {"uploads": uploads, "streams": await stream_ladder(url, stream_seconds, server_pid)}
+
+
+async def stream_ladder(url: str, stream_seconds: float, server_pid: int) -> list[dict]:
+    """More and more concurrent streams, until one falls behind."""
     streams = []
     for n in (8, 16, 24, 32, 40, 48, 64, 80):
         streams.append(await stream_load(url, n, stream_seconds, server_pid))
         print(f"streams: {streams[-1]}", flush=True)
         if streams[-1]["streams_behind"]:
             break
-    return {"uploads": uploads, "streams": streams}
+    return streams
+
+
+def compare(port: int, override: str, stream_seconds: float) -> dict:
+    """The stream ladder again, on a server started with ``override`` (same run, same
+    machine state as near as a shared machine allows): e.g. ``stream_process=false``."""
+    proc = start_server(port, (override,))
+    try:
+        ladder = asyncio.run(stream_ladder(f"http://127.0.0.1:{port}", stream_seconds, proc.pid))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+    kept = [s["streams"] for s in ladder if not s["streams_behind"]]
+    return {"override": override, "max_realtime_streams": max(kept, default=0), "streams": ladder}
 
 
 def main() -> None:
@@ -260,6 +278,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer requests, 8 s streams")
     parser.add_argument("--stream-seconds", type=float, default=None)
     parser.add_argument("--name", default="serve")
+    parser.add_argument(
+        "--compare", metavar="KEY=VALUE", action="append", default=[],
+        help="also run the stream ladder on a server with this setting (e.g. "
+        "stream_process=false), after the main run",
+    )  # fmt: skip
     args = parser.parse_args()
     stream_seconds = args.stream_seconds or (8.0 if args.quick else 15.0)
     load_before = load_average()
@@ -270,6 +293,7 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+    results["comparisons"] = [compare(args.port, o, stream_seconds) for o in args.compare]
     kept = [s for s in results["streams"] if not s["streams_behind"]]
     best = kept[-1] if kept else None
     one = results["uploads"][0]
@@ -289,7 +313,9 @@ def main() -> None:
         "command": "python scripts/bench_serve.py " + " ".join(sys.argv[1:]),
         "notes": [
             "server: `stt serve` with the shipped models (beam search + 4-gram LM offline, "
-            "causal model + greedy partials + beam final for streams), its own process",
+            "causal model + greedy partials + beam final for streams, the streams in a "
+            "process of their own unless a comparison's override says otherwise), its own "
+            "process",
             "clients: one asyncio process on the same 2 cores (its CPU time competes with "
             "the server's)",
             "a stream falls behind if its p95 partial latency exceeds 1 s (or no final comes); "
