@@ -327,11 +327,11 @@ def test_a_stream_gets_partials_then_the_offline_streaming_result(server):
     assert httpx.get(server + "/health").json()["open_streams"] == 0
 
 
-def test_streams_in_the_servers_own_process_give_the_same_result():
-    """stream_process=false: the streams' batch thread runs beside the event loop, as before."""
+def test_streams_in_a_process_of_their_own_give_the_same_result():
+    """stream_process=true: the streams run in a child process (stt.serve.stream_process)."""
     from stt.serve.main import load_engine
 
-    engine = load_engine(ServeConfig(stream_process=False))
+    engine = load_engine(ServeConfig(stream_process=True))
     try:
         assert engine.streaming
         samples = load_audio(SPEECH)
