@@ -36,7 +36,9 @@ class ServeConfig:
     workers: int = 2  # threads running whole-file transcriptions
     queue: int = 16  # requests that may wait for a worker before 503
     stream_workers: int = 2  # threads and beam-search processes for live utterances' finals
-    stream_process: bool = False  # live streams in a process of their own (stt.serve.stream_process)
+    stream_process: bool = (
+        False  # live streams in a process of their own (stt.serve.stream_process)
+    )
     max_streams: int = 64  # open WebSocket streams before new ones are refused
     pause_seconds: float = 0.8  # a stream's utterance ends after this long with no new word
     max_utterance_seconds: float = 30.0  # ... or after this much audio

@@ -12,9 +12,10 @@ with ``Retry-After`` rather than let a queue grow without limit.
 
 With ``stream_process`` the live streams run in a process of their own
 (:mod:`stt.serve.stream_process`), with the same batcher there, so their Python does not take
-turns with the event loop's and the upload threads' on one interpreter lock. The engine knows its transcribers only by the narrow interface below
-(:class:`FileTranscriber`), so the protocol modules that hold an engine never import the model
-code; the models are loaded by :mod:`stt.serve.main`.
+turns with the event loop's and the upload threads' on one interpreter lock. The engine knows
+its transcribers only by the narrow interface below (:class:`FileTranscriber`), so the protocol
+modules that hold an engine never import the model code; the models are loaded by
+:mod:`stt.serve.main`.
 """
 
 from __future__ import annotations
