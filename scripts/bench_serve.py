@@ -313,9 +313,8 @@ def main() -> None:
         "command": "python scripts/bench_serve.py " + " ".join(sys.argv[1:]),
         "notes": [
             "server: `stt serve` with the shipped models (beam search + 4-gram LM offline, "
-            "causal model + greedy partials + beam final for streams, the streams in a "
-            "process of their own unless a comparison's override says otherwise), its own "
-            "process",
+            "causal model + greedy partials + beam final for streams; stream_process as "
+            "conf/serve.yaml sets it, a comparison's override on top), its own process",
             "clients: one asyncio process on the same 2 cores (its CPU time competes with "
             "the server's)",
             "a stream falls behind if its p95 partial latency exceeds 1 s (or no final comes); "

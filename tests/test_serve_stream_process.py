@@ -105,7 +105,12 @@ def test_a_model_that_cannot_stream_is_refused_in_the_server_process(tmp_path):
         StreamProcess(offline, beam_processes=1)
 
 
-def test_when_the_child_is_gone_calls_fail_instead_of_waiting_forever(checkpoint, speech):
+def test_a_closed_or_dead_child_fails_calls_instead_of_waiting_forever(checkpoint, speech):
+    closed = StreamProcess(checkpoint, beam_processes=1)
+    closed.close()
+    assert not closed._process.is_alive()
+    with pytest.raises(RuntimeError, match="stopped"):
+        closed.open()
     process = StreamProcess(checkpoint, beam_processes=1)
     remote = process.open()
     process._process.kill()  # the child crashes (out of memory, a signal)
@@ -116,14 +121,6 @@ def test_when_the_child_is_gone_calls_fail_instead_of_waiting_forever(checkpoint
     with pytest.raises(RuntimeError, match="stopped"):
         process.open()
     process.close()  # still safe
-
-
-def test_a_closed_process_refuses_new_streams(checkpoint):
-    process = StreamProcess(checkpoint, beam_processes=1)
-    process.close()
-    assert not process._process.is_alive()
-    with pytest.raises(RuntimeError, match="stopped"):
-        process.open()
 
 
 def test_stt_serve_with_a_model_that_cannot_stream_is_one_line_and_exit_1(tmp_path, capsys):
