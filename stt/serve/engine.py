@@ -188,6 +188,28 @@ class StreamBatcher:
             future.set_result(partial)
 
 
+class LocalStreams:
+    """Live streams in this process: ``factory`` makes each stream's transcriber, one
+    :class:`StreamBatcher` runs their chunks. :class:`~stt.serve.stream_process.StreamProcess`
+    has the same four methods for streams in a child process."""
+
+    def __init__(self, factory: Callable[[], Any] | None, accept_together: AcceptTogether) -> None:
+        self._factory = factory
+        self._batcher = StreamBatcher(accept_together)
+
+    def open(self) -> Any:
+        return self._factory()
+
+    async def accept(self, transcriber: Any, samples: np.ndarray) -> Any:
+        return await self._batcher.accept(transcriber, samples)
+
+    def stats(self) -> dict[str, float]:
+        return self._batcher.stats()
+
+    def close(self) -> None:
+        self._batcher.close()
+
+
 class Engine:
     """Runs transcriptions off the event loop, within bounds.
 
@@ -216,7 +238,7 @@ class Engine:
         if queue < 0:
             raise ConfigError(f"the queue limit must be >= 0, got {queue}")
         self.transcriber = transcriber
-        self.stream_factory = stream_factory
+        self.streaming = remote_streams is not None or stream_factory is not None
         self.info = info
         self.workers, self.queue = workers, queue
         # One torch thread per worker: requests run side by side rather than each splitting its
@@ -231,8 +253,7 @@ class Engine:
             stream_workers, thread_name_prefix="stt-stream", initializer=torch.set_num_threads,
             initargs=(1,),
         )  # fmt: skip
-        self._remote = remote_streams
-        self._batcher = None if remote_streams else StreamBatcher(accept_together or _one_by_one)
+        self._live = remote_streams or LocalStreams(stream_factory, accept_together or _one_by_one)
         self._lock = threading.Lock()
         self._in_flight = 0
 
@@ -269,29 +290,20 @@ class Engine:
 
         Raises:
             ConfigError: the server has no streaming model."""
-        if self._remote is not None:
-            return self._remote.open()
-        if self.stream_factory is None:
+        if not self.streaming:
             raise ConfigError(
                 "this server has no streaming model: start it with --streaming-model CHECKPOINT "
                 "of a causal model"
             )
-        return self.stream_factory()
+        return self._live.open()
 
     async def accept(self, transcriber: Any, samples: np.ndarray) -> Any:
         """A live stream's next chunk (checked samples), in the next batch: its partial."""
-        if self._remote is not None:
-            return await self._remote.accept(transcriber, samples)
-        return await self._batcher.accept(transcriber, samples)
-
-    @property
-    def streaming(self) -> bool:
-        """Whether this engine has a streaming model."""
-        return self._remote is not None or self.stream_factory is not None
+        return await self._live.accept(transcriber, samples)
 
     def stream_stats(self) -> dict[str, float]:
         """The stream batcher's counters (:meth:`StreamBatcher.stats`)."""
-        return (self._remote or self._batcher).stats()
+        return self._live.stats()
 
     async def in_stream_pool(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(*args)`` (an utterance's final decode or reset) in the stream pool."""
@@ -300,6 +312,6 @@ class Engine:
     def close(self) -> None:
         """Stop the pools (waiting for running work) and free the decoders."""
         self._files.shutdown(wait=True, cancel_futures=True)
-        (self._remote or self._batcher).close()
+        self._live.close()
         self._streams.shutdown(wait=True, cancel_futures=True)
         self.transcriber.close()

@@ -1,12 +1,15 @@
-"""Live streams in a process of their own, so they do not share an interpreter lock with the
-event loop.
+"""Live streams in a process of their own (``stream_process=true``), so they do not share an
+interpreter lock with the event loop or with the upload threads' beam searches.
 
 In one process, the batch thread's Python (per-stream features, greedy decoding, the gate) and
-the event loop's (WebSocket frames, JSON) take turns on one GIL: at 40 streams on 2 cores the
-server used 1.3 cores and streams fell behind while a core sat idle. Here the causal model, the
-shared beam decoder and every stream's state live in a child process (``spawn``: it starts
-clean, loads the model itself and forks its beam-search workers before it has any thread),
-which runs the same :class:`~stt.serve.engine.StreamBatcher`; the server holds a
+the event loop's (WebSocket frames, JSON) take turns on one GIL. At 40 streams on 2 cores the
+server used 1.3 cores while streams fell behind, which suggested the lock; measured side by side
+(``scripts/bench_serve.py --compare``), this process kept up with as many streams as the
+in-process batcher, so the lock was not the limit there and the option is off by default.
+
+Here the causal model, the shared beam decoder and every stream's state live in a child process
+(``spawn``: it starts clean, loads the model itself and forks its beam-search workers before it
+has any thread), which runs the same :class:`~stt.serve.engine.StreamBatcher`; the server holds a
 :class:`RemoteTranscriber` per stream, with the methods :class:`~stt.serve.live.LiveSession`
 uses, that forwards each call over a pipe.
 
@@ -22,7 +25,6 @@ import asyncio
 import atexit
 import contextlib
 import itertools
-import logging
 import multiprocessing
 import threading
 from collections.abc import Callable
@@ -31,8 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-log = logging.getLogger("stt.serve")
 
 START_SECONDS = 300.0  # loading the model and the LM's word list takes seconds, not minutes
 
