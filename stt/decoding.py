@@ -435,7 +435,7 @@ def _beam_search_class() -> type:
         def _decode_logits(self, *args: Any, **kwargs: Any):
             scorer = kwargs.get("hotword_scorer")
             trie = getattr(scorer, "_char_trie", None)
-            if trie is not None and not isinstance(trie, _NoPrefixes) and len(trie) == 0:
+            if trie is not None and len(trie) == 0:
                 scorer = copy.copy(scorer)  # a copy per search: one decoder serves many threads
                 scorer._char_trie = _NoPrefixes()
                 kwargs["hotword_scorer"] = scorer
