@@ -87,9 +87,14 @@ def run_dir(work: Path, candidate: Candidate) -> Path:
     return work / "runs" / f"search-{candidate.name}"
 
 
+def anneal_dir(work: Path, candidate: Candidate) -> Path:
+    """Where the recipe's anneal stage trains the candidate (``RUN-anneal``)."""
+    return Path(f"{run_dir(work, candidate)}-anneal")
+
+
 def trained(work: Path, candidate: Candidate) -> dict | None:
     """The finished anneal run's result.json, or None."""
-    path = Path(f"{run_dir(work, candidate)}-anneal") / "result.json"
+    path = anneal_dir(work, candidate) / "result.json"
     if not path.is_file():
         return None
     result = json.loads(path.read_text())
@@ -147,7 +152,7 @@ def ensure_trained(work: Path, candidate: Candidate, steps: int) -> dict:
 
 def ensure_evaluated(work: Path, candidate: Candidate) -> dict:
     """``stt eval`` of the candidate's best checkpoint on every dev split, greedy and beam."""
-    anneal = Path(f"{run_dir(work, candidate)}-anneal")
+    anneal = anneal_dir(work, candidate)
     out = anneal / "eval"
     write_default_decoder(anneal / "decoder.yaml")  # stt eval and load_model read it
     if (out / "report.json").is_file():
@@ -206,7 +211,7 @@ def speeds(work: Path, names: list[str], utterances: int, repeats: int = 3) -> d
 
 def best_checkpoint(work: Path, name: str) -> Path:
     candidate = next(c for c in CANDIDATES if c.name == name)
-    return Path(f"{run_dir(work, candidate)}-anneal") / "best.pt"
+    return anneal_dir(work, candidate) / "best.pt"
 
 
 def mean_over_sets(report: dict, decoder: str, metric: str) -> float:
@@ -291,16 +296,15 @@ def main() -> None:
     wanted = [c for c in CANDIDATES if not args.only or c.name in args.only.split(",")]
     if not args.report:
         control = ensure_trained(work, CANDIDATES[0], args.medium_steps)
-        budget = control["wall_minutes"]
-        per_step = budget * 60 / control["step"]  # medium's real seconds per step
         for candidate in wanted:
-            scale = costs[candidate.name] / costs["medium"]
-            steps = round(budget * 60 / (per_step * scale))
+            # The control's minutes at this candidate's cost per step: the control's steps
+            # divided by the candidate's relative cost.
+            steps = round(control["step"] * costs["medium"] / costs[candidate.name])
             if candidate.name != "medium":
                 ensure_trained(work, candidate, steps)
             ensure_evaluated(work, candidate)
     done = [c for c in CANDIDATES if trained(work, c) and
-            (Path(f"{run_dir(work, c)}-anneal") / "eval" / "report.json").is_file()]  # fmt: skip
+            (anneal_dir(work, c) / "eval" / "report.json").is_file()]  # fmt: skip
     load_start = load_average()
     measured = speeds(work, [c.name for c in done], args.utterances)
     rows = []
