@@ -24,7 +24,8 @@ FLOPs per audio second, and batch-1 RTFx of the fused path on 2 cores (greedy an
 best of 3 interleaved repeats, all candidates in one process). Eligible to be the default: RTFx
 >= 300 greedy (the network's speed; the >= 100 beam + LM target is recorded too, but most of a
 beam search's time is the decoder's, the same for every candidate). Writes
-``bench/results/model_search.json`` and ``model_search.png`` (mean dev WER vs RTFx).
+``bench/results/model_search.json``, ``model_search.png`` (mean dev WER vs RTFx) and each
+candidate's ``stt eval`` report in ``bench/results/model_search/NAME/``.
 
     .venv/bin/python scripts/model_search.py [--work data_cache] [--medium-steps 600]
         [--only medium,wide] [--report]
@@ -39,6 +40,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -133,6 +135,12 @@ def step_seconds(candidates: list[Candidate], repeats: int = 3) -> dict[str, flo
             loss.backward()
             times[name].append(time.perf_counter() - start)
     return {name: round(statistics.median(t[1:]), 3) for name, t in times.items()}
+
+
+def budget_steps(control: dict, costs: dict[str, float], name: str) -> int:
+    """The steps that fill the control's minutes at candidate ``name``'s cost per step: the
+    control's steps over the candidate's cost relative to ``medium``'s."""
+    return round(control["step"] * costs["medium"] / costs[name])
 
 
 def ensure_trained(work: Path, candidate: Candidate, steps: int) -> dict:
@@ -297,11 +305,8 @@ def main() -> None:
     if not args.report:
         control = ensure_trained(work, CANDIDATES[0], args.medium_steps)
         for candidate in wanted:
-            # The control's minutes at this candidate's cost per step: the control's steps
-            # divided by the candidate's relative cost.
-            steps = round(control["step"] * costs["medium"] / costs[candidate.name])
             if candidate.name != "medium":
-                ensure_trained(work, candidate, steps)
+                ensure_trained(work, candidate, budget_steps(control, costs, candidate.name))
             ensure_evaluated(work, candidate)
     done = [c for c in CANDIDATES if trained(work, c) and
             (anneal_dir(work, c) / "eval" / "report.json").is_file()]  # fmt: skip
@@ -338,6 +343,17 @@ def main() -> None:
         print(f"{r['name']}: mean dev WER {wer}, RTFx {r['rtfx_greedy']} / {r['rtfx_beam']}")
     write_results("model_search", results)
     plot(rows, RESULTS_DIR / "model_search.png")
+    publish_reports(work, done)
+
+
+def publish_reports(work: Path, done: list[Candidate]) -> None:
+    """Each candidate's ``stt eval`` report beside the JSON (bench/results/model_search/NAME/),
+    so its figures can be checked set by set."""
+    for candidate in done:
+        folder = RESULTS_DIR / "model_search" / candidate.name
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in ("report.json", "report.md"):
+            shutil.copy(anneal_dir(work, candidate) / "eval" / name, folder / name)
 
 
 if __name__ == "__main__":
