@@ -123,7 +123,8 @@ def test_a_closed_or_dead_child_fails_calls_instead_of_waiting_forever(checkpoin
     process.close()  # still safe
 
 
-def test_stt_serve_with_a_model_that_cannot_stream_is_one_line_and_exit_1(tmp_path, capsys):
+@pytest.mark.parametrize("where", ["stream_process=false", "stream_process=true"])
+def test_stt_serve_with_a_model_that_cannot_stream_is_one_line_and_exit_1(where, tmp_path, capsys):
     from serve_fixtures import free_port
 
     from stt.cli import main
@@ -131,7 +132,7 @@ def test_stt_serve_with_a_model_that_cannot_stream_is_one_line_and_exit_1(tmp_pa
     offline = save_checkpoint(
         tmp_path / "offline.pt", model_state(causal_model(causal=False), VOCAB)
     )
-    code = main(["serve", "--port", str(free_port()), "--streaming-model", str(offline)])
+    code = main(["serve", "--port", str(free_port()), "--streaming-model", str(offline), where])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert len(err) == 1 and err[0].startswith("stt: error:") and "causal" in err[0]
