@@ -451,6 +451,24 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+_BUILDING_WITHOUT_UNIGRAMS = threading.local()
+
+
+class _MissingUnigramsFilter(logging.Filter):
+    """Drops pyctcdecode's "No known unigrams" warning, only for the thread that is building a
+    model whose unigrams :func:`_new_language_model` sets itself; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        building = getattr(_BUILDING_WITHOUT_UNIGRAMS, "active", False)
+        return not (building and "No known unigrams" in record.getMessage())
+
+
+def _silence_missing_unigrams_warning(lm_module) -> None:
+    logger = logging.getLogger(lm_module.__name__)
+    if not any(isinstance(f, _MissingUnigramsFilter) for f in logger.filters):
+        logger.addFilter(_MissingUnigramsFilter())
+
+
 def _new_language_model(kenlm_model: Any, unigrams: Iterable[str] | None):
     """pyctcdecode's ``LanguageModel`` of ``kenlm_model``, its unigram trie a
     :class:`UnigramPrefixes`; built as pyctcdecode builds it if its fields are not the ones this
@@ -459,13 +477,12 @@ def _new_language_model(kenlm_model: Any, unigrams: Iterable[str] | None):
 
     if unigrams is None:
         return lm_module.LanguageModel(kenlm_model, None)
-    quiet = logging.getLogger(lm_module.__name__)
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # "no known unigrams": they are set just below
+    _silence_missing_unigrams_warning(lm_module)
+    _BUILDING_WITHOUT_UNIGRAMS.active = True  # the unigrams are set just below
     try:
         model = lm_module.LanguageModel(kenlm_model, None)
     finally:
-        quiet.setLevel(level)
+        _BUILDING_WITHOUT_UNIGRAMS.active = False
     prepare = getattr(lm_module, "_prepare_unigram_set", None)
     if prepare is None or not {"_unigram_set", "_char_trie"} <= set(vars(model)):
         return lm_module.LanguageModel(kenlm_model, unigrams)

@@ -2,6 +2,7 @@
 (stt.decoding). Log-probabilities are built by hand, one frame per character of a spelling."""
 
 import gc
+import logging
 import os
 from pathlib import Path
 
@@ -304,6 +305,22 @@ def test_the_language_model_fixes_an_acoustically_ambiguous_spelling(lm):
 def test_a_language_model_loads_without_a_unigram_list(lm):
     with beam(lm=lm[0]) as decoder:
         assert decoder.decode(frames(*CAT_SAT_ON_THE_MAB), FS).text == "cat sat on the mat"
+
+
+def test_a_unigram_list_is_given_so_pyctcdecodes_missing_unigrams_warning_is_dropped(lm, caplog):
+    """The LM is built without unigrams and given them after; only that build's warning goes,
+    the pyctcdecode logger's level and its other warnings (and later ones) are left alone."""
+    pyctc_log = logging.getLogger("pyctcdecode.language_model")
+    level = pyctc_log.level
+    with caplog.at_level(logging.WARNING):
+        with beam(lm=lm[0], unigrams=lm[1]) as decoder:
+            decoder.decode(frames(*CAT_SAT_ON_THE_MAB), FS)
+        assert not [r for r in caplog.records if "No known unigrams" in r.getMessage()]
+        pyctc_log.warning("No known unigrams provided, decoding results might be a lot worse.")
+    assert pyctc_log.level == level
+    assert [r.getMessage() for r in caplog.records if "No known" in r.getMessage()] == [
+        "No known unigrams provided, decoding results might be a lot worse."
+    ]
 
 
 def test_a_missing_language_model_is_a_config_error_naming_it(tmp_path):
