@@ -47,7 +47,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("signal and data", ["features", "silence", "lm", "data.*"]),
     ("model", ["model"]),
     ("checkpoint", ["checkpoint"]),
-    ("decoding", ["decoding"]),
+    ("decoding", ["beam_search", "decoding"]),
     ("fusion", ["fusion", "portable"]),
     ("inference", ["inference", "exported"]),
     ("jobs", ["transcript", "transcribe", "streaming", "evaluate", "report", "export"]),

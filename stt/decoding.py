@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import bisect
 import copy
-import functools
 import logging
 import multiprocessing
 import os
@@ -55,6 +54,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from stt.beam_search import beam_search_class
 from stt.errors import ConfigError, require_file
 from stt.lm import load_unigrams
 from stt.text import Vocabulary, normalize_text
@@ -414,43 +414,6 @@ class UnigramPrefixes:
         return 2 if not key or key in self._prefixes else 0
 
 
-class _NoPrefixes:
-    """The hotword trie of a search without hotwords: no partial word starts one."""
-
-    def has_node(self, key: str) -> int:
-        return 0
-
-
-@functools.cache
-def _beam_search_class() -> type:
-    """pyctcdecode's ``BeamSearchDecoderCTC``, but a search without hotwords does not ask an
-    empty ``pygtrie`` whether each new partial word starts a hotword (13% of the search's time,
-    measured on a 5 s upload): the question goes to :class:`_NoPrefixes`. Same beams; if
-    pyctcdecode stops passing ``hotword_scorer`` this way, the override is simply not used.
-    Built on first use (pyctcdecode is imported only for beam search) and found by pickle as
-    ``stt.decoding._BeamSearch`` (the module's ``__getattr__``), as a pool's workers need."""
-    from pyctcdecode.decoder import BeamSearchDecoderCTC
-
-    class _BeamSearch(BeamSearchDecoderCTC):
-        def _decode_logits(self, *args: Any, **kwargs: Any):
-            scorer = kwargs.get("hotword_scorer")
-            trie = getattr(scorer, "_char_trie", None)
-            if trie is not None and len(trie) == 0:
-                scorer = copy.copy(scorer)  # a copy per search: one decoder serves many threads
-                scorer._char_trie = _NoPrefixes()
-                kwargs["hotword_scorer"] = scorer
-            return super()._decode_logits(*args, **kwargs)
-
-    _BeamSearch.__module__, _BeamSearch.__qualname__ = __name__, "_BeamSearch"
-    return _BeamSearch
-
-
-def __getattr__(name: str) -> Any:
-    if name == "_BeamSearch":
-        return _beam_search_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 _BUILDING_WITHOUT_UNIGRAMS = threading.local()
 
 
@@ -522,7 +485,7 @@ def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
 
     labels = pyctcdecode_labels(vocab)
     if not config.lm:
-        return _beam_search_class()(Alphabet.build_alphabet(labels))
+        return beam_search_class()(Alphabet.build_alphabet(labels))
     lm_path = Path(config.lm)
     require_file(lm_path, "language model", ConfigError, kind="lm.bin")
     check_kenlm_file(lm_path)
@@ -532,7 +495,7 @@ def _build_ctc_decoder(vocab: Vocabulary, config: DecoderConfig):
         )
     except (OSError, RuntimeError, ValueError) as e:
         raise ConfigError(f"{config.lm}: cannot load language model ({e})") from e
-    return _beam_search_class()(Alphabet.build_alphabet(labels), language_model)
+    return beam_search_class()(Alphabet.build_alphabet(labels), language_model)
 
 
 class _Squeeze:
