@@ -53,9 +53,9 @@ import torch  # noqa: E402
 from bench_infer import flops_summary, load_test_set, time_end_to_end  # noqa: E402
 from machine import RESULTS_DIR, load_average, write_results  # noqa: E402
 
-from stt.checkpoint import model_state, read_model, save_checkpoint  # noqa: E402
+from stt.checkpoint import read_model  # noqa: E402
 from stt.decoding import DecoderConfig, build_decoder  # noqa: E402
-from stt.training.grow import grow, grown_description  # noqa: E402
+from stt.training.grow import grow, grow_checkpoint  # noqa: E402
 from stt.transcribe import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,16 +104,11 @@ def trained(work: Path, candidate: Candidate) -> dict | None:
 
 
 def ensure_start(work: Path, candidate: Candidate) -> None:
-    """``RUN/last.pt``: the default grown into the candidate's shape (the anneal stage's start)."""
-    start = run_dir(work, candidate) / "last.pt"
-    if start.is_file():
-        return
-    model, vocab = read_model(DEFAULT / "model.pt")
-    model = model.float()
-    grown = grow(model, channels=candidate.channels, stacks=candidate.stacks)
-    print(f"{candidate.name}: {grown_description(grown, model)}")
-    start.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(start, model_state(grown, vocab))
+    """``RUN/grown.pt``: the default grown into the candidate's shape (the anneal stage's start)."""
+    start = run_dir(work, candidate) / "grown.pt"
+    if not start.is_file():
+        grown = grow_checkpoint(DEFAULT / "model.pt", start, candidate.channels, candidate.stacks)
+        print(f"{candidate.name}: {grown}")
 
 
 def step_seconds(candidates: list[Candidate], repeats: int = 3) -> dict[str, float]:

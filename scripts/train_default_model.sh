@@ -8,6 +8,9 @@
 #            first 5 epochs, which left FSDD digits misspelt), so no corpus drowns the reader data; stops at
 #            the dev-loss plateau or after TRAIN_MINUTES (rerun to continue: trainer.resume=auto
 #            resumes exactly from the last checkpoint, written every 100 steps);
+#   grow     (not in the default STAGES) INIT_FROM grown to GROW_CHANNELS x GROW_STACKS with the
+#            same function (scripts/grow_model.py) as RUN/grown.pt: the start of a bigger model,
+#            trained on by the train stage (init_from) or the anneal stage (when RUN has no last.pt);
 #   anneal   a short second run from the main run's last checkpoint with a fresh optimiser and the
 #            learning rate decayed to ~0 on a cosine over ANNEAL_STEPS (~1 epoch): the main run's
 #            inverse-sqrt schedule never lowers the rate far enough for the final settling;
@@ -18,6 +21,7 @@
 #   STAGES="data train anneal lm package" (default: all), TRAIN_MINUTES=85, ANNEAL_STEPS=600, INIT_FROM=checkpoint|none,
 #   TRAIN_WEIGHTS="2,1,1,2,1,1" (librispeech, speechocean, ljspeech, an4, fsdd, synth),
 #   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...,
+#   GROW_CHANNELS=, GROW_STACKS= (the grow stage's shape; empty: unchanged),
 #   EXCLUDE="speechocean" (corpora left out of train and dev; scripts/bench_accent.py's base),
 #   RUN=WORK/runs/MODEL-real (the run folder; the anneal run is RUN-anneal),
 #   ASSETS=stt/assets/default (where package puts the model; its report goes to
@@ -69,10 +73,17 @@ train_on_real_data() {
     trainer.log_every_steps=20 trainer.progress=false "$@" ${TRAIN_OVERRIDES:-}
 }
 
+if has grow && [ ! -f "$RUN/grown.pt" ]; then
+  "${PY:-.venv/bin/python}" scripts/grow_model.py "$INIT_FROM" "$RUN/grown.pt" \
+    ${GROW_CHANNELS:+--channels "$GROW_CHANNELS"} ${GROW_STACKS:+--stacks "$GROW_STACKS"}
+fi
+
 if has train; then
   init=()
   # Warm start only for a new run: a resumed run continues from its own last.pt.
-  if [ "$INIT_FROM" != none ] && [ ! -f "$RUN/last.pt" ]; then
+  if [ -f "$RUN/grown.pt" ] && [ ! -f "$RUN/last.pt" ]; then
+    init=("init_from=$RUN/grown.pt")
+  elif [ "$INIT_FROM" != none ] && [ ! -f "$RUN/last.pt" ]; then
     # The previous default is the starting point; copy it first, packaging overwrites it.
     mkdir -p "$RUN"
     cp -n "$INIT_FROM" "$RUN/init.pt"
@@ -87,7 +98,9 @@ if has anneal; then
   init=()
   if [ ! -f "$ANNEAL_RUN/last.pt" ]; then
     mkdir -p "$ANNEAL_RUN"
-    cp "$RUN/last.pt" "$ANNEAL_RUN/init.pt"
+    start="$RUN/last.pt"
+    [ -f "$start" ] || start="$RUN/grown.pt"  # grown, not trained further
+    cp "$start" "$ANNEAL_RUN/init.pt"
     init=("init_from=$ANNEAL_RUN/init.pt")
   fi
   train_on_real_data "$ANNEAL_RUN" "${init[@]}" optim.lr=4.5e-4 optim.schedule=cosine \

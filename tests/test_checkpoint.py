@@ -188,7 +188,9 @@ def test_ctrl_c_during_a_write_completes_the_checkpoint_then_interrupts(tmp_path
     handler = signal.getsignal(signal.SIGINT)
     # The signal arrives while torch's C++ writer is writing: raised there, it became a
     # RuntimeError and a half-written file.
-    _patch_torch_save(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # raise_signal: delivered to this thread before it returns (os.kill may wake another thread
+    # of the process first, and under load its flag can reach the interpreter too late).
+    _patch_torch_save(monkeypatch, lambda: signal.raise_signal(signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _tiny_state(2))
     assert load_checkpoint(path)["step"] == 2

@@ -127,7 +127,7 @@ def test_ctrl_c_while_checkpointing_is_a_clean_interrupt_after_a_complete_checkp
     capsys.readouterr()
     # The signal arrives inside torch's C++ writer, which turned KeyboardInterrupt into a
     # RuntimeError traceback and a half-written temporary file.
-    _patch_writes(monkeypatch, lambda: os.kill(os.getpid(), signal.SIGINT))
+    _patch_writes(monkeypatch, lambda: signal.raise_signal(signal.SIGINT))  # this thread, now
     every_step = ("trainer.max_steps=4", "trainer.checkpoint_every_steps=1")
     assert main(["train", *cli_args(corpus, run_dir, *every_step)]) == 130
     err = capsys.readouterr().err

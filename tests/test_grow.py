@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
+from stt.checkpoint import model_state, read_model, save_checkpoint
 from stt.errors import ConfigError
+from stt.text import Vocabulary
 from stt.training.grow import grow, grown_description
 from tests.model_fixtures import model_with_norm_statistics
 
+ROOT = Path(__file__).resolve().parent.parent
 SMALL = dict(channels=8, kernel_size=3, dilations=[1, 2], stacks=2, stride=2, head_channels=16)
 
 
@@ -63,3 +70,29 @@ def test_description_names_both_sizes():
     model = model_with_norm_statistics(SMALL, vocab_size=29)
     line = grown_description(grow(model, channels=12, stacks=3), model)
     assert "4 blocks x 8 channels" in line and "6 blocks x 12 channels" in line
+
+
+def test_the_grow_script_writes_a_checkpoint_that_trains_on_from_the_same_function(tmp_path):
+    """scripts/grow_model.py (the recipe's grow stage): the grown checkpoint loads as init_from
+    material with the deeper shape and the same log-probs; a bad source is one error line."""
+    model = model_with_norm_statistics(SMALL, vocab_size=len(Vocabulary.default()))
+    save_checkpoint(tmp_path / "small.pt", model_state(model, Vocabulary.default()))
+    script = [sys.executable, str(ROOT / "scripts" / "grow_model.py")]
+    done = subprocess.run([*script, str(tmp_path / "small.pt"), str(tmp_path / "grown.pt"),
+                           "--stacks", "3"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "4 blocks x 8 channels" in done.stdout and "6 blocks x 8 channels" in done.stdout
+    grown, vocab = read_model(tmp_path / "grown.pt")
+    assert len(grown.blocks) == 6 and vocab.tokens == Vocabulary.default().tokens
+    waveform, lengths = _padded_batch()
+    with torch.no_grad():
+        expected, _ = model(waveform, lengths)
+        got, _ = grown.eval()(waveform, lengths)
+    torch.testing.assert_close(got[0], expected[0], atol=2e-6, rtol=0)
+
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    bad = subprocess.run([*script, str(tmp_path / "junk.pt"), str(tmp_path / "out.pt")],
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.startswith("stt: error: ") and "junk.pt" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.pt").exists()

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from stt.checkpoint import read_model
 from stt.data.manifest import read_manifest
 from tests.conftest import TINY_MODEL, requires_synth_tools
 
@@ -139,6 +140,16 @@ def test_the_recipe_runs_on_tiny_data_and_reruns_as_a_no_op(tmp_path):
     rates = [float(row["value"]) for row in csv.DictReader(open(annealed / "metrics.csv"))
              if row["name"] == "train/lr"]  # fmt: skip
     assert rates and rates[-1] < rates[0]
+
+    # Grow: the trained model with a second dilation stack (same function), annealed from there.
+    grown_run = work / "runs" / "grown"
+    run("train_default_model.sh", str(work), "small", env={
+        **env, "STAGES": "grow anneal", "RUN": str(grown_run), "GROW_STACKS": "2",
+        "INIT_FROM": str(work / "runs" / "small-real" / "best.pt"), "ANNEAL_STEPS": "2",
+        "TRAIN_OVERRIDES": overrides})  # fmt: skip
+    start = read_model(grown_run / "grown.pt")[0]
+    assert start.config.stacks == 2 and start.config.channels == 16
+    assert read_model(work / "runs" / "grown-anneal" / "best.pt")[0].config.stacks == 2
 
     # LM: built from lm_text minus the dev sentences, plus the train transcripts.
     run("build_lm.sh", str(work), env=env)

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from stt.checkpoint import model_state, read_model, save_checkpoint
 from stt.errors import ConfigError
 from stt.model import WaveNetCTC
 
@@ -106,3 +108,19 @@ def grown_description(model: WaveNetCTC, original: WaveNetCTC) -> str:
         f"({original.num_parameters() / 1e6:.2f} M) to {b.stacks * len(b.dilations)} blocks x "
         f"{b.channels} channels ({model.num_parameters() / 1e6:.2f} M)"
     )
+
+
+def grow_checkpoint(source: Path, target: Path, channels: int | None, stacks: int | None) -> str:
+    """``source``'s model grown (:func:`grow`) and saved to ``target`` as a model checkpoint
+    (``init_from`` material, fp32); returns :func:`grown_description`.
+
+    Raises:
+        CheckpointError: if ``source`` is missing or not an stt checkpoint.
+        ConfigError: if the shape would shrink (see :func:`grow`).
+    """
+    model, vocab = read_model(source)
+    model = model.float()
+    grown = grow(model, channels=channels, stacks=stacks)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(target, model_state(grown, vocab))
+    return grown_description(grown, model)
