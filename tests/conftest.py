@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +85,12 @@ def tiny_corpus(out: Path, sentence: str, seed: int) -> Path:
         )
     )
     return out
+
+
+@pytest.fixture
+def python_sigint():
+    """Ctrl-C as an interactive Python sees it (KeyboardInterrupt), for the tests that send it:
+    a shell starts background jobs with SIGINT ignored, and Python then installs no handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)

@@ -183,13 +183,13 @@ def test_an_unwritable_folder_is_a_one_line_checkpoint_error(tmp_path, monkeypat
     assert list(folder.iterdir()) == []
 
 
-def test_ctrl_c_during_a_write_completes_the_checkpoint_then_interrupts(tmp_path, monkeypatch):
+def test_ctrl_c_during_a_write_completes_the_checkpoint_then_interrupts(
+    tmp_path, monkeypatch, python_sigint
+):
     path = save_checkpoint(tmp_path / "last.pt", _tiny_state(1))
     handler = signal.getsignal(signal.SIGINT)
     # The signal arrives while torch's C++ writer is writing: raised there, it became a
     # RuntimeError and a half-written file.
-    # raise_signal: delivered to this thread before it returns (os.kill may wake another thread
-    # of the process first, and under load its flag can reach the interpreter too late).
     _patch_torch_save(monkeypatch, lambda: signal.raise_signal(signal.SIGINT))
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, _tiny_state(2))

@@ -121,13 +121,13 @@ def test_a_read_only_run_dir_is_one_line(corpus, trained, tmp_path, monkeypatch,
 
 
 def test_ctrl_c_while_checkpointing_is_a_clean_interrupt_after_a_complete_checkpoint(
-    corpus, trained, tmp_path, monkeypatch, capsys
+    corpus, trained, tmp_path, monkeypatch, capsys, python_sigint
 ):
     run_dir, _ = _copy(trained, tmp_path)
     capsys.readouterr()
     # The signal arrives inside torch's C++ writer, which turned KeyboardInterrupt into a
     # RuntimeError traceback and a half-written temporary file.
-    _patch_writes(monkeypatch, lambda: signal.raise_signal(signal.SIGINT))  # this thread, now
+    _patch_writes(monkeypatch, lambda: signal.raise_signal(signal.SIGINT))
     every_step = ("trainer.max_steps=4", "trainer.checkpoint_every_steps=1")
     assert main(["train", *cli_args(corpus, run_dir, *every_step)]) == 130
     err = capsys.readouterr().err
