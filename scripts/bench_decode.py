@@ -12,7 +12,7 @@ at >= 100x real time end to end for the shipped model.
     .venv/bin/python scripts/bench_decode.py --checkpoint stt/assets/default/model.pt \\
         --manifest data_cache/librispeech/dev.jsonl data_cache/an4/dev.jsonl ... \\
         [--lm-text TRAIN.jsonl] [--widths 8 16 32] [--token-min-logps -5 -3]
-        [--max-utterances 100] [--name decode]
+        [--max-utterances 100] [--reference-loop] [--name decode]
 
 Without ``--lm-text`` the LM, unigrams, alpha and beta are the checkpoint's ``decoder.yaml``
 (the shipped model's 4-gram); with it, a 3-gram is built from those texts or manifests.
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import write_results  # noqa: E402
 
+from stt import beam_search  # noqa: E402
 from stt.checkpoint import read_model  # noqa: E402
 from stt.data.manifest import read_manifest  # noqa: E402
 from stt.decoding import DecoderConfig, build_decoder, load_tuned_decoder  # noqa: E402
@@ -38,6 +39,7 @@ from stt.lm import build_lm  # noqa: E402
 from stt.metrics import error_counts  # noqa: E402
 
 TARGET = 100.0
+REFERENCE = " (pyctcdecode's loop)"
 
 
 def lm_settings(args: argparse.Namespace, tmp: Path) -> tuple[dict, str]:
@@ -88,6 +90,9 @@ def main() -> None:
     parser.add_argument("--token-min-logps", type=float, nargs="+", default=[-5.0])
     parser.add_argument("--beam-prune-logps", type=float, nargs="+", default=[None],
                         help="default: the checkpoint's decoder.yaml")  # fmt: skip
+    parser.add_argument("--reference-loop", action="store_true",
+                        help="also time each beam setting on pyctcdecode's own per-frame loop "
+                        "(stt.beam_search's fast loop off): the speed-up, same run")  # fmt: skip
     parser.add_argument("--name", default="decode", help="bench/results/NAME.json")
     args = parser.parse_args()
 
@@ -119,9 +124,17 @@ def main() -> None:
                         label += f" beam_prune_logp {prune:g}"
                         settings["beam_prune_logp"] = prune
                     configs.append((label, DecoderConfig(kind="beam", **settings)))
-        rows = []
+                    if args.reference_loop:
+                        configs.append((label + REFERENCE, configs[-1][1]))
+        rows, fast_hypotheses = [], {}
         for label, config in configs:
+            beam_search.FAST_LOOP = not label.endswith(REFERENCE)
             hypotheses, elapsed = decode_all(vocab, config, sets, frame_seconds)
+            beam_search.FAST_LOOP = True
+            if label.endswith(REFERENCE):  # the fast loop's claim: the same search
+                same = hypotheses == fast_hypotheses[label[: -len(REFERENCE)]]
+                print(f"{label}: same hypotheses as the fast loop: {same}")
+            fast_hypotheses[label] = hypotheses
             per_set = {}
             for name, s in sets.items():
                 counts = error_counts(s["refs"], hypotheses[name])
@@ -134,6 +147,7 @@ def main() -> None:
                 "token_min_logp": config.token_min_logp if config.kind == "beam" else None,
                 "beam_prune_logp": config.beam_prune_logp if config.kind == "beam" else None,
                 "lm": lm_label if config.kind == "beam" else None,
+                "same_hypotheses_as_fast_loop": same if label.endswith(REFERENCE) else None,
                 "decode_x_realtime": round(audio_seconds / elapsed, 1),
                 "end_to_end_x_realtime": round(
                     audio_seconds / (elapsed + forward.compute_seconds), 1),

@@ -68,9 +68,15 @@ _SEARCH_KEYWORDS = frozenset(
 )  # fmt: skip
 
 
+FAST_LOOP = True
+"""False: every search takes pyctcdecode's own loop (scripts/bench_decode.py --reference-loop
+times the two side by side)."""
+
+
 def _fast_search_applies(decoder, kwargs: dict) -> bool:
     return (
-        decoder._language_model is not None
+        FAST_LOOP
+        and decoder._language_model is not None
         and not decoder._is_bpe
         and not kwargs.get("prune_history")
         and {"beam_width", "beam_prune_logp", "token_min_logp", "hotword_scorer"} <= kwargs.keys()
