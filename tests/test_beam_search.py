@@ -10,34 +10,10 @@ from pyctcdecode.language_model import HotwordScorer
 from stt.beam_search import beam_search_class, fast_search
 from stt.decoding import DecoderConfig, _build_ctc_decoder
 from stt.text import Vocabulary
+from tests.test_decoding import ARPA  # a bigram LM of "cat sat on the mat"
 
 VOCAB = Vocabulary.default()
 WORDS = ["cat", "sat", "on", "the", "mat", "cab", "sap", "them"]
-ARPA = """\
-\\data\\
-ngram 1=8
-ngram 2=6
-
-\\1-grams:
--1.0\t<unk>\t0
--99\t<s>\t-0.3
--1.0\t</s>\t0
--0.9\tcat\t-0.3
--0.9\tsat\t-0.3
--0.9\ton\t-0.3
--0.7\tthe\t-0.3
--0.9\tmat\t-0.3
-
-\\2-grams:
--0.1\t<s> cat
--0.1\tcat sat
--0.1\tsat on
--0.1\ton the
--0.2\tthe mat
--0.1\tmat </s>
-
-\\end\\
-"""
 
 
 def spoken(seed: int, noise: float) -> np.ndarray:

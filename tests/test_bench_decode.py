@@ -16,7 +16,7 @@ from stt.data.manifest import Utterance, write_manifest
 from stt.decoding import save_tuned_decoder
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
-from tests.test_beam_search import ARPA
+from tests.test_decoding import ARPA
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 sys.path.insert(0, str(SCRIPTS))
