@@ -21,6 +21,7 @@ Without ``--lm-text`` the LM, unigrams, alpha and beta are the checkpoint's ``de
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 import time
@@ -128,10 +129,11 @@ def main() -> None:
                         configs.append((label + REFERENCE, configs[-1][1]))
         rows, fast_hypotheses = [], {}
         for label, config in configs:
-            beam_search.FAST_LOOP = not label.endswith(REFERENCE)
-            hypotheses, elapsed = decode_all(vocab, config, sets, frame_seconds)
-            beam_search.FAST_LOOP = True
-            if label.endswith(REFERENCE):  # the fast loop's claim: the same search
+            reference = label.endswith(REFERENCE)
+            with beam_search.pyctcdecode_loop() if reference else contextlib.nullcontext():
+                hypotheses, elapsed = decode_all(vocab, config, sets, frame_seconds)
+            same = None  # the fast loop's claim: the same search as pyctcdecode's
+            if reference:
                 same = hypotheses == fast_hypotheses[label[: -len(REFERENCE)]]
                 print(f"{label}: same hypotheses as the fast loop: {same}")
             fast_hypotheses[label] = hypotheses
@@ -147,7 +149,7 @@ def main() -> None:
                 "token_min_logp": config.token_min_logp if config.kind == "beam" else None,
                 "beam_prune_logp": config.beam_prune_logp if config.kind == "beam" else None,
                 "lm": lm_label if config.kind == "beam" else None,
-                "same_hypotheses_as_fast_loop": same if label.endswith(REFERENCE) else None,
+                "same_hypotheses_as_fast_loop": same,
                 "decode_x_realtime": round(audio_seconds / elapsed, 1),
                 "end_to_end_x_realtime": round(
                     audio_seconds / (elapsed + forward.compute_seconds), 1),

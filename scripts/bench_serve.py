@@ -161,7 +161,8 @@ async def one_stream(url: str, pcm: np.ndarray, offset: float) -> dict:
     final_latency = None
     async with websockets.connect(url.replace("http", "ws") + "/v1/stream",
                                   max_size=None) as ws:  # fmt: skip
-        json.loads(await ws.recv())
+        if json.loads(await ws.recv())["type"] == "error":  # refused: the server is full
+            return {"latencies": [], "final_latency": None, "refused": True}
         done = asyncio.Event()
 
         async def receive() -> None:
@@ -194,7 +195,7 @@ async def one_stream(url: str, pcm: np.ndarray, offset: float) -> dict:
         except asyncio.TimeoutError:
             pass
         receiver.cancel()
-    return {"latencies": latencies, "final_latency": final_latency}
+    return {"latencies": latencies, "final_latency": final_latency, "refused": False}
 
 
 async def stream_load(url: str, streams: int, seconds: float, server_pid: int) -> dict:
@@ -225,7 +226,8 @@ async def stream_load(url: str, streams: int, seconds: float, server_pid: int) -
         "partial_latency_p50_s": percentile(all_latencies, 50),
         "partial_latency_p95_s": percentile(all_latencies, 95),
         "final_latency_max_s": None if None in finals else round(max(finals), 4),
-        "streams_behind": behind,
+        "streams_behind": behind,  # refused streams count as behind
+        "streams_refused": sum(r["refused"] for r in results),
         # The server's stream batcher: chunks per batch, and its share of the wall time busy.
         "chunks_per_batch": round((after["chunks"] - before["chunks"]) / max(batches, 1), 2),
         "batcher_busy_share": round((after["busy_seconds"] - before["busy_seconds"]) / wall, 3),
@@ -249,9 +251,13 @@ async def run(url: str, quick: bool, stream_seconds: float, server_pid: int) -> 
 
 
 async def stream_ladder(url: str, stream_seconds: float, server_pid: int) -> list[dict]:
-    """More and more concurrent streams, until one falls behind."""
+    """More and more concurrent streams, until one falls behind or the server's
+    ``max_streams`` is reached (past it, the server refuses new streams by design)."""
+    import httpx
+
+    limit = httpx.get(url + "/health").json()["max_streams"]
     streams = []
-    for n in (8, 16, 24, 32, 40, 48, 64, 80):
+    for n in sorted({n for n in (8, 16, 24, 32, 40, 48, 56, 64, 80, 96) if n < limit} | {limit}):
         streams.append(await stream_load(url, n, stream_seconds, server_pid))
         print(f"streams: {streams[-1]}", flush=True)
         if streams[-1]["streams_behind"]:

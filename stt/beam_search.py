@@ -22,6 +22,8 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -69,8 +71,19 @@ _SEARCH_KEYWORDS = frozenset(
 
 
 FAST_LOOP = True
-"""False: every search takes pyctcdecode's own loop (scripts/bench_decode.py --reference-loop
-times the two side by side)."""
+"""False inside :func:`pyctcdecode_loop`: every search takes pyctcdecode's own loop."""
+
+
+@contextmanager
+def pyctcdecode_loop() -> Iterator[None]:
+    """Searches inside take pyctcdecode's own per-frame loop, so scripts/bench_decode.py
+    --reference-loop can time the two side by side; the fast loop is back on afterwards."""
+    global FAST_LOOP
+    FAST_LOOP = False
+    try:
+        yield
+    finally:
+        FAST_LOOP = True
 
 
 def _fast_search_applies(decoder, kwargs: dict) -> bool:

@@ -83,3 +83,7 @@ def test_a_search_through_the_decoder_class_takes_the_fast_loop(decoder, monkeyp
     assert calls == [1]
     pruned = decoder.decode_beams(logits, beam_width=16, prune_history=True)
     assert calls == [1] and pruned[0][0] == fast[0][0]
+    with module.pyctcdecode_loop():  # scripts/bench_decode.py --reference-loop's switch
+        assert decoder.decode_beams(logits, beam_width=16) == fast and calls == [1]
+    decoder.decode_beams(logits, beam_width=16)
+    assert calls == [1, 1]  # back on afterwards

@@ -284,6 +284,7 @@ def test_a_public_host_needs_allow_remote_and_warns_without_a_key(capsys):
 
 
 ws_client = pytest.importorskip("websockets.sync.client")
+ws_exceptions = pytest.importorskip("websockets.exceptions")
 
 
 def offline_streaming_text(samples: np.ndarray) -> str:
@@ -420,6 +421,21 @@ def test_silent_clients_time_out_and_vanishing_ones_free_their_state():
                 break
             threading.Event().wait(0.05)
         assert httpx.get(url + "/health").json()["open_streams"] == 0
+
+
+def test_streams_past_max_streams_are_refused_with_1013():
+    with running_server(max_streams=1) as url:
+        assert httpx.get(url + "/health").json()["max_streams"] == 1
+        base = url.replace("http", "ws") + "/v1/stream"
+        with ws_client.connect(base) as first:
+            assert json.loads(first.recv(timeout=10))["type"] == "ready"
+            with ws_client.connect(base) as second:
+                message = json.loads(second.recv(timeout=10))
+                assert message["type"] == "error"
+                assert "too many open streams (1)" in message["message"]
+                with pytest.raises(ws_exceptions.ConnectionClosed) as closed:
+                    second.recv(timeout=10)
+                assert closed.value.rcvd.code == 1013
 
 
 def test_stream_api_key():

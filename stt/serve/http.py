@@ -233,6 +233,7 @@ def create_app(engine: Engine, config: ServeConfig) -> FastAPI:
             "version": engine.info.version,
             "in_flight": engine.in_flight,
             "open_streams": streams["open"],
+            "max_streams": config.max_streams,
             "streaming": engine.streaming,
             "stream_batches": engine.stream_stats(),
         }
