@@ -7,13 +7,14 @@ ONNX fp32 and ONNX int8 (``stt export``), in one run on the same manifest.
   (torch and onnxruntime intra-op). Backends are interleaved and repeated; each figure is the
   best of ``--repeats`` (interference only ever slows a run down), the median is kept too.
 * **WER / CER** of each backend through the same :class:`stt.transcribe.Transcriber` code,
-  greedy and with the model's tuned beam search + KenLM (``decoder.yaml``).
+  greedy and with the model's tuned beam search + KenLM (``decoder.yaml``), on the manifest and
+  on each ``--wer-manifest`` (int8's cost needs more words than the ten examples hold).
 * **Parity** against PyTorch's fused model: the largest log-prob difference on valid frames,
   and the share of frames whose best label agrees.
 * **Sizes** of the checkpoint and of each exported file.
 
     .venv/bin/python scripts/bench_export.py [--checkpoint CKPT] [--manifest M.jsonl]
-        [--repeats 5] [--threads 2]
+        [--repeats 5] [--threads 2] [--wer-manifest DEV.jsonl ... [--wer-limit N]]
 
 Writes ``bench/results/export.json`` with the machine's description.
 """
@@ -67,6 +68,25 @@ def transcribe_all(model_path: Path, files: list[Path], decoder: dict | None) ->
         return [t.text for _, t in transcriber.transcribe_many(files, progress=False)]
 
 
+def relative(path: Path) -> str:
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def accuracy_of(paths: dict[str, Path], files: list[Path], refs: list[str]) -> dict:
+    """WER/CER (percent) of each backend's file, greedy and beam + LM."""
+    accuracy = {}
+    for name in BACKENDS:
+        accuracy[name] = {}
+        for decoder, settings in (("greedy", {"kind": "greedy"}), ("beam+lm", None)):
+            counts = error_counts(refs, transcribe_all(paths[name], files, settings))
+            accuracy[name][decoder] = {
+                "wer": round(100 * counts.wer, 2),
+                "cer": round(100 * counts.cer, 2),
+            }
+    return accuracy
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED_MODEL)
@@ -78,6 +98,12 @@ def main() -> int:
         help="comma-separated thread counts; the first is the main one (accuracy, parity)",
     )
     parser.add_argument("--limit", type=int, help="only the first N utterances")
+    parser.add_argument(
+        "--wer-manifest", type=Path, action="append", default=[], metavar="M.jsonl",
+        help="also WER/CER of every backend on this manifest (repeatable; e.g. dev splits: the "
+        "ten examples hold ~100 words, where one word is one point)",
+    )  # fmt: skip
+    parser.add_argument("--wer-limit", type=int, help="only the first N of each --wer-manifest")
     parser.add_argument("--dry-run", action="store_true", help="print, write no results")
     args = parser.parse_args()
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -138,16 +164,15 @@ def main() -> int:
             }
         parity[name] = rows
 
-    accuracy = {}
     paths = {"pytorch_fused": args.checkpoint, **{n: out / f for n, f in FILES.items()}}
-    for name in BACKENDS:
-        accuracy[name] = {}
-        for decoder, settings in (("greedy", {"kind": "greedy"}), ("beam+lm", None)):
-            counts = error_counts(refs, transcribe_all(paths[name], files, settings))
-            accuracy[name][decoder] = {
-                "wer": round(100 * counts.wer, 2),
-                "cer": round(100 * counts.cer, 2),
-            }
+    accuracy = accuracy_of(paths, files, refs)
+    dev_accuracy = {}
+    for manifest in args.wer_manifest:
+        dev = read_manifest(manifest)[: args.wer_limit]
+        dev_accuracy[relative(manifest)] = {
+            "utterances": len(dev),
+            **accuracy_of(paths, [Path(u.audio_filepath) for u in dev], [u.text for u in dev]),
+        }
 
     def ratio(r: dict) -> float:
         base = next(
@@ -157,9 +182,6 @@ def main() -> int:
             and (s["batch"], s["threads"]) == (r["batch"], r["threads"])
         )
         return round(r["rtfx"] / base, 2)
-
-    def relative(path: Path) -> str:
-        return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
     results = {
         "command": "python scripts/bench_export.py " + " ".join(sys.argv[1:]),
@@ -182,6 +204,7 @@ def main() -> int:
         },
         "sizes_bytes": sizes,
         "accuracy_percent": accuracy,
+        "accuracy_percent_by_manifest": dev_accuracy,
         "parity_vs_pytorch_fused": parity,
     }
     path = "nothing (--dry-run)" if args.dry_run else write_results("export", results)
@@ -189,10 +212,12 @@ def main() -> int:
         rtfx, median = r["rtfx"], r["rtfx_median"]
         where = f"{r['backend']:14s} batch {r['batch']:2d}, {r['threads']} threads"
         print(f"{where}: RTFx {rtfx:7.1f} (median {median:.1f})")
-    for name, acc in accuracy.items():
-        size = sizes.get(name, sizes["checkpoint"]) / 1e6
-        greedy, beam = acc["greedy"]["wer"], acc["beam+lm"]["wer"]
-        print(f"{name:14s} WER greedy {greedy:.1f}%, beam+LM {beam:.1f}%; {size:.1f} MB")
+    for manifest, table in {relative(args.manifest): accuracy, **dev_accuracy}.items():
+        print(manifest)
+        for name in BACKENDS:
+            size = sizes.get(name, sizes["checkpoint"]) / 1e6
+            greedy, beam = table[name]["greedy"]["wer"], table[name]["beam+lm"]["wer"]
+            print(f"  {name:14s} WER greedy {greedy:.1f}%, beam+LM {beam:.1f}%; {size:.1f} MB")
     print(f"wrote {path}")
     return 0
 

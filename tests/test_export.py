@@ -207,6 +207,19 @@ def test_int8_file_keeps_only_small_tensors_in_float32(exported):
     assert not graph.value_info  # shapes are inferred by the runtime, not stored
 
 
+def test_int8_weights_use_seven_bits(exported):
+    """reduce_range: no product of a uint8 activation pair and an int8 weight pair can saturate
+    the 16-bit sums of CPUs without VNNI."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    graph = onnx.load(str(exported / "model.int8.onnx")).graph
+    int8 = [t for t in graph.initializer if t.data_type == TensorProto.INT8]
+    weights = [numpy_helper.to_array(t) for t in int8]
+    assert weights and all(w.min() >= -64 and w.max() <= 64 for w in weights)
+    assert max(int(abs(w).max()) for w in weights) == 64  # the range is used, not lost
+
+
 @pytest.mark.parametrize("file", ["model.onnx", "model.int8.onnx"])
 def test_exported_files_compute_the_dft_basis_instead_of_storing_it(exported, file):
     """The basis is rebuilt by a few nodes from the window (the log-probs tests above show it is
