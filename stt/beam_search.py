@@ -59,6 +59,8 @@ def beam_search_class() -> type:
 
 
 def __getattr__(name: str) -> Any:
+    """``stt.beam_search._BeamSearch``, where pickle finds the class (a decoding pool's
+    workers unpickle decoders); built on first use, so pyctcdecode loads only for beam search."""
     if name == "_BeamSearch":
         return beam_search_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
