@@ -46,6 +46,13 @@ def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) 
     """Resample a 1-D float32 waveform with torchaudio's windowed-sinc resampler."""
     if orig_rate == new_rate:
         return waveform
+    out = AF.resample(torch.from_numpy(waveform), *resample_terms(orig_rate, new_rate))
+    return out.numpy().astype(np.float32, copy=False)
+
+
+def resample_terms(orig_rate: int, new_rate: int) -> tuple[int, int]:
+    """``(orig, new)`` for ``torchaudio.functional.resample``: the rates' ratio with both terms
+    at most ``MAX_RESAMPLE_TERMS`` (the sinc kernel's size grows with them)."""
     # The ratio below 1 (down- or upsampling) has the smaller term on top: bounding its
     # denominator bounds both terms.
     if new_rate < orig_rate:
@@ -56,8 +63,7 @@ def resample(waveform: np.ndarray, orig_rate: int, new_rate: int = SAMPLE_RATE) 
         down, up = ratio.numerator, ratio.denominator
     if up == 0 or down == 0:  # a ratio over 2000: below MIN_SAMPLE_RATE, which open_audio refuses
         raise ValueError(f"cannot resample {orig_rate} Hz to {new_rate} Hz")
-    out = AF.resample(torch.from_numpy(waveform), down, up)
-    return out.numpy().astype(np.float32, copy=False)
+    return down, up
 
 
 SOUNDFILE_ERRORS = (sf.LibsndfileError, RuntimeError, TypeError, ValueError)

@@ -86,11 +86,13 @@ def test_a_checkpoint_transcribes_on_its_own(corpus, tmp_path):
     assert state["model_config"]["features"]["n_mfcc"] == 40
 
 
-def test_resume_continues_exactly_where_it_stopped(corpus, tmp_path):
-    full = train(config(corpus, tmp_path / "full", "trainer.max_steps=9"))
-    first = train(config(corpus, tmp_path / "split", "trainer.max_steps=4"))
+@pytest.mark.parametrize("on_device", ["false", "true"])  # true: stt.data.on_device batches
+def test_resume_continues_exactly_where_it_stopped(corpus, tmp_path, on_device):
+    data = f"data.on_device={on_device}"
+    full = train(config(corpus, tmp_path / "full", "trainer.max_steps=9", data))
+    first = train(config(corpus, tmp_path / "split", "trainer.max_steps=4", data))
     assert first.step == 4
-    second = train(config(corpus, tmp_path / "split", "trainer.max_steps=9"))
+    second = train(config(corpus, tmp_path / "split", "trainer.max_steps=9", data))
     assert second.step == full.step == 9
     a, _ = read_model(tmp_path / "full" / "last.pt")
     b, _ = read_model(tmp_path / "split" / "last.pt")

@@ -76,9 +76,15 @@ class AugmentConfig:
         return min([1.0, *self.speeds]) if self.speed_perturb else 1.0
 
 
+def speed_rate(speed: float) -> int:
+    """The rate a waveform is taken to have, resampled to SAMPLE_RATE, to play ``speed`` times
+    faster."""
+    return int(round(SAMPLE_RATE * speed / _SPEED_RATE_STEP)) * _SPEED_RATE_STEP
+
+
 def change_speed(waveform: np.ndarray, speed: float) -> np.ndarray:
     """Play ``waveform`` ``speed`` times faster (pitch moves too): ``len / speed`` samples."""
-    orig_rate = int(round(SAMPLE_RATE * speed / _SPEED_RATE_STEP)) * _SPEED_RATE_STEP
+    orig_rate = speed_rate(speed)
     if orig_rate == SAMPLE_RATE:
         return waveform
     return resample(np.ascontiguousarray(waveform, dtype=np.float32), orig_rate, SAMPLE_RATE)

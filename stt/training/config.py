@@ -35,6 +35,9 @@ class DataConfig:
     min_duration: float = 0.2  # seconds; shorter utterances are dropped from training
     max_duration: float = 20.0  # seconds; longer utterances are dropped from training
     num_workers: int = 2
+    # Decode the training audio once into the device's memory and build, augment and pad every
+    # batch there (stt.data.on_device): for a GPU, which CPU workers cannot keep busy.
+    on_device: bool = False
 
     def __post_init__(self) -> None:
         if self.train_weights:

@@ -46,6 +46,7 @@ from stt.data.dataset import (
     mix_manifests,
 )
 from stt.data.manifest import Utterance, read_manifest
+from stt.data.on_device import DeviceCorpus, DeviceLoader
 from stt.data.sampler import DurationBucketSampler
 from stt.decoding import GreedyDecoder
 from stt.errors import AudioError, CheckpointError, ConfigError, STTError
@@ -383,7 +384,7 @@ class Run:
     ddp_model: torch.nn.Module
     train_set: SpeechDataset
     sampler: DurationBucketSampler
-    train_loader: DataLoader
+    train_loader: DataLoader | DeviceLoader
     dev_sets: list[DevSet]
     spec_augment: SpecAugment | None
     optimizer: torch.optim.Optimizer
@@ -507,7 +508,12 @@ def set_up(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> Run:
         rank=info.rank,
         max_batch_size=cfg.data.max_batch_size,
     )
-    train_loader = make_loader(train_set, sampler, cfg.data.num_workers, tcfg.seed)
+    if cfg.data.on_device:
+        corpus = DeviceCorpus(train_utts, vocab, device, progress=tcfg.progress and info.is_main)
+        log.info("data: %.2f GB of training audio on %s", corpus.nbytes / 1e9, device)
+        train_loader = DeviceLoader(corpus, sampler, cfg.augment, tcfg.seed)
+    else:
+        train_loader = make_loader(train_set, sampler, cfg.data.num_workers, tcfg.seed)
     dev_sets = build_dev_sets(cfg, model, vocab) if info.is_main else []
     if info.is_main:
         log.info(
