@@ -67,7 +67,7 @@ done
 
 # stt train on every real train split plus synthetic speech, scored on every dev split. The
 # audio is decoded once into memory (data.on_device: 2 GB for the 17 h): on 2 cores the
-# DataLoader's workers decoding FLAC took a core from the model, ~30 audio-s/s against ~50.
+# DataLoader's workers decoding FLAC took a core from the model, ~30 audio-s/s against 42-52.
 train_on_real_data() {
   local run_dir="$1"; shift
   $STT train model="$MODEL" "data.train=[$TRAIN_LIST]" "data.train_weights=[$WEIGHT_LIST]" \
