@@ -35,6 +35,7 @@ from bench_train import load_model_config, model_flops_per_audio_second  # noqa:
 from machine import write_results  # noqa: E402
 
 from stt.data.augment import AugmentConfig, SpecAugment  # noqa: E402
+from stt.data.dataset import SpeechDataset  # noqa: E402
 from stt.data.manifest import read_manifest  # noqa: E402
 from stt.data.on_device import DeviceCorpus, DeviceLoader  # noqa: E402
 from stt.data.sampler import DurationBucketSampler  # noqa: E402
@@ -134,7 +135,7 @@ def main() -> int:
     device = torch.device(args.device)
     utterances = [u for m in args.manifests for u in read_manifest(m)[: args.limit]]
     start = time.perf_counter()
-    corpus = DeviceCorpus(utterances, Vocabulary.default(), device, progress=True)
+    corpus = DeviceCorpus(SpeechDataset(utterances, Vocabulary.default()), device, progress=True)
     load_seconds = time.perf_counter() - start
     results = [bench(name, corpus, args, device) for name in args.configs]
     out = write_results(args.name, {

@@ -40,7 +40,7 @@ def utterances(tmp_path_factory) -> list[Utterance]:
 
 @pytest.fixture(scope="module")
 def corpus(utterances) -> DeviceCorpus:
-    return DeviceCorpus(utterances, VOCAB, "cpu")
+    return DeviceCorpus(SpeechDataset(utterances, VOCAB), "cpu")
 
 
 def pcm(path: Path) -> np.ndarray:

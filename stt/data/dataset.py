@@ -104,10 +104,11 @@ class SpeechDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.seed = int(seed)
         self.durations: list[float] = [float(u.duration) for u in self.utterances]
-        self._targets: list[list[int]] = []
+        # Each text's label ids, encoded once (stt.data.on_device reuses them).
+        self.label_ids: list[list[int]] = []
         for u in self.utterances:
             try:
-                self._targets.append(vocab.encode(u.text))
+                self.label_ids.append(vocab.encode(u.text))
             except ConfigError as exc:
                 raise ConfigError(f"{u.audio_filepath}: {exc}") from None
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -136,7 +137,7 @@ class SpeechDataset(torch.utils.data.Dataset):
             waveform = self.augment(waveform, rng)
         return {
             "waveform": torch.from_numpy(np.ascontiguousarray(waveform, dtype=np.float32)),
-            "targets": torch.tensor(self._targets[i], dtype=torch.int64),
+            "targets": torch.tensor(self.label_ids[i], dtype=torch.int64),
             "index": i,
             "text": utt.text,
         }

@@ -26,11 +26,8 @@ from tqdm import tqdm
 
 from stt.audio import SAMPLE_RATE, load_audio, resample_terms
 from stt.data.augment import NARROWBAND_RATE, AugmentConfig, speed_rate
-from stt.data.dataset import Batch
-from stt.data.manifest import Utterance
+from stt.data.dataset import Batch, SpeechDataset
 from stt.data.sampler import DurationBucketSampler
-from stt.errors import ConfigError
-from stt.text import Vocabulary
 
 PCM_SCALE = 32767.0
 
@@ -40,35 +37,26 @@ class DeviceCorpus:
     ``offsets`` and ``lengths`` ``(utterances,)``, ``targets`` ``(utterances, longest text)``
     label ids padded with 0 and ``target_lengths``."""
 
-    def __init__(
-        self,
-        utterances: Sequence[Utterance],
-        vocab: Vocabulary,
-        device: torch.device | str,
-        progress: bool = False,
-    ):
+    def __init__(self, dataset: SpeechDataset, device: torch.device | str, progress: bool = False):
+        """The utterances of ``dataset`` (whose texts it has already encoded, and checked
+        against its vocabulary) on ``device``."""
         self.device = torch.device(device)
+        utterances = dataset.utterances
         self.texts = [u.text for u in utterances]
-        encoded = []
-        for u in utterances:
-            try:
-                encoded.append(vocab.encode(u.text))
-            except ConfigError as exc:
-                raise ConfigError(f"{u.audio_filepath}: {exc}") from None
         pcm = []
         for u in tqdm(utterances, desc="audio into memory", unit="utt", disable=not progress):
             samples = np.clip(load_audio(u.audio_filepath), -1.0, 1.0) * PCM_SCALE
             pcm.append(torch.from_numpy(np.rint(samples).astype(np.int16)))
         lengths = torch.tensor([len(x) for x in pcm], dtype=torch.int64)
-        self.audio = torch.cat(pcm).to(self.device) if pcm else torch.zeros(0, dtype=torch.int16)
+        self.audio = torch.cat(pcm).to(self.device)
         self.lengths = lengths.to(self.device)
         self.offsets = (torch.cumsum(lengths, 0) - lengths).to(self.device)
-        self.target_lengths = torch.tensor([len(t) for t in encoded], dtype=torch.int64)
+        encoded = dataset.label_ids
         targets = torch.zeros(len(encoded), max(map(len, encoded), default=0), dtype=torch.int64)
         for row, ids in enumerate(encoded):
             targets[row, : len(ids)] = torch.tensor(ids, dtype=torch.int64)
         self.targets = targets.to(self.device)
-        self.target_lengths = self.target_lengths.to(self.device)
+        self.target_lengths = torch.tensor([len(t) for t in encoded], device=self.device)
 
     def __len__(self) -> int:
         return len(self.texts)

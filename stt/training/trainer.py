@@ -509,7 +509,7 @@ def set_up(cfg: TrainConfig, info: D.DistInfo, device: torch.device) -> Run:
         max_batch_size=cfg.data.max_batch_size,
     )
     if cfg.data.on_device:
-        corpus = DeviceCorpus(train_utts, vocab, device, progress=tcfg.progress and info.is_main)
+        corpus = DeviceCorpus(train_set, device, progress=tcfg.progress and info.is_main)
         log.info("data: %.2f GB of training audio on %s", corpus.nbytes / 1e9, device)
         train_loader = DeviceLoader(corpus, sampler, cfg.augment, tcfg.seed)
     else:
