@@ -39,6 +39,7 @@ from stt.data.dataset import SpeechDataset  # noqa: E402
 from stt.data.manifest import read_manifest  # noqa: E402
 from stt.data.on_device import DeviceCorpus, DeviceLoader  # noqa: E402
 from stt.data.sampler import DurationBucketSampler  # noqa: E402
+from stt.errors import ManifestError, STTError  # noqa: E402
 from stt.model import WaveNetCTC  # noqa: E402
 from stt.text import Vocabulary  # noqa: E402
 from stt.training.trainer import ctc_loss, pick_precision  # noqa: E402
@@ -118,6 +119,16 @@ def bench(name: str, corpus: DeviceCorpus, args, device: torch.device) -> dict:
     return result
 
 
+def load_corpus(manifests: list[Path], limit: int | None, device: torch.device) -> DeviceCorpus:
+    """The manifests' utterances decoded onto the device; an empty selection is an error here,
+    not a shape error deep in the first batch."""
+    utterances = [u for m in manifests for u in read_manifest(m)[:limit]]
+    if not utterances:
+        names = ", ".join(str(m) for m in manifests)
+        raise ManifestError(f"{names}: no utterances to train on")
+    return DeviceCorpus(SpeechDataset(utterances, Vocabulary.default()), device, progress=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("manifests", nargs="+", type=Path, help="training manifests to load")
@@ -133,9 +144,12 @@ def main() -> int:
     parser.add_argument("--name", default="train_gpu")
     args = parser.parse_args()
     device = torch.device(args.device)
-    utterances = [u for m in args.manifests for u in read_manifest(m)[: args.limit]]
     start = time.perf_counter()
-    corpus = DeviceCorpus(SpeechDataset(utterances, Vocabulary.default()), device, progress=True)
+    try:
+        corpus = load_corpus(args.manifests, args.limit, device)
+    except STTError as e:
+        print(f"stt: error: {e}", file=sys.stderr)
+        return 1
     load_seconds = time.perf_counter() - start
     results = [bench(name, corpus, args, device) for name in args.configs]
     out = write_results(args.name, {

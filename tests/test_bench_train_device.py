@@ -38,3 +38,14 @@ def test_throughput_of_each_config_with_batches_built_on_the_device(tmp_path, mo
     assert row["config"] == "small" and row["precision"] == "float32"
     assert row["audio_seconds_per_second"] > 0 and row["data_audio_seconds_per_second"] > 0
     assert row["mfu"] is None  # no --peak-tflops given
+
+
+def test_an_empty_manifest_is_one_error_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    manifest = tmp_path / "empty.jsonl"
+    manifest.write_text("")
+    monkeypatch.setattr(machine, "RESULTS_DIR", tmp_path / "results")
+    monkeypatch.setattr(sys, "argv", ["bench_train_device.py", str(manifest), "--device", "cpu"])
+    assert bench_train_device.main() == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"stt: error: {manifest}: no utterances to train on"
+    assert not (tmp_path / "results").exists()
