@@ -8,7 +8,11 @@ import os
 import platform
 from pathlib import Path
 
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "bench" / "results"
+# STT_BENCH_RESULTS: another folder (a trial run that must not replace the committed results).
+RESULTS_DIR = Path(
+    os.environ.get("STT_BENCH_RESULTS")
+    or Path(__file__).resolve().parent.parent / "bench" / "results"
+)
 
 
 def cpu_model() -> str:

@@ -1,62 +1,95 @@
 #!/usr/bin/env bash
-# How the shipped models were trained on one GPU (an H200 lent for 15 minutes): the `medium`
-# default, the `causal` streaming model and the accent-holdout base of scripts/bench_accent.py,
-# side by side for MIN minutes each, then their best checkpoints (fp32 weights, no optimiser
-# state) packed into $OUT. Data-loading bound (~1,000 audio-s/s per run with 4 workers).
-# Prepare on the CPU machine (.gpu/ is git-ignored via .git/info/exclude):
-#   python scripts/gpu/pack_data.py data_cache .gpu/dc        # Opus copies of the corpus
-#   git archive HEAD stt conf | tar -x -C .gpu/src            # a clean snapshot of the code
-#   pip download ... -d .gpu/whl  hydra-core omegaconf antlr4-python3-runtime soundfile cffi
-#     pycparser jiwer rapidfuzz click num2words docopt pyctcdecode pygtrie   # what the GPU lacks
-#   cp scripts/gpu/train_on_gpu.sh .gpu/run.sh
-# On the GPU machine, from the repo root: MIN=7.5 bash .gpu/run.sh
-# Then, back here: scripts/package_model.sh RUN/best.pt stt/assets/{default,streaming}.
+# The shipped models' recipe (scripts/train_default_model.sh: train, then anneal) on one GPU,
+# for a device machine lent for ~15 minutes: the default (`deep`, warm-started from
+# stt/assets/default) and the streaming model (`causal`, from stt/assets/streaming) side by side
+# on every corpus, the audio decoded once into GPU memory (data.on_device=true), batches 10x the
+# CPU's; first scripts/bench_train_device.py's throughput and MFU (bench/results/train_gpu.json).
+# Their best checkpoints (fp32 weights, no optimiser state), logs and metrics go to $OUT.
+#
+# Prepare here, on the CPU machine (after STAGES=data scripts/train_default_model.sh):
+#   bash scripts/gpu/prepare.sh        # .gpu/ (git-ignored): Opus parts, manifests, wheels
+# then one device call per part (.gpu/parts.json lists them; each part stays on the machine
+# while it is warm), the last one running this script:
+#   run(command="du -sh .gpu", carry=[".gpu/part-1"]) ... then
+#   run(command="MIN=4 bash scripts/gpu/train_on_gpu.sh", carry=[".gpu/work", ".gpu/whl"],
+#       timeout_s=600)
+# Back here: tar -xzf deep.tar.gz -C DIR (DIR/deep/best-weights.pt, logs, metrics), then
+# scripts/package_model.sh DIR/deep/best-weights.pt stt/assets/default (causal:
+# stt/assets/streaming): alpha/beta tuned on every dev split, `stt eval` reports.
+# Variables: MIN (main-stage minutes per model, 4), ANNEAL_STEPS (600), BATCH (padded audio
+# seconds per batch, 1200), EVAL (steps between evaluations, 300), MODELS ("deep causal"),
+# INIT_FROM (one start for every model; none: from scratch), BENCH=0 (skip the throughput
+# benchmark; BENCH_CONFIGS, BENCH_STEPS), STT_BENCH_RESULTS (its JSON's folder, bench/results),
+# PEEK (seconds before a look at the logs and the GPU, 60), G (the packed folder, .gpu), OUT
+# (/tmp/out), PY (python3), TRAIN_OVERRIDES (appended; the test runs this on the CPU with a
+# tiny model).
 set -uo pipefail
-MIN="${MIN:-7.5}"; WORKERS="${WORKERS:-4}"; OUT="${OUT:-/tmp/out}"; mkdir -p "$OUT"
-if [ -d .gpu/whl ] && [ -n "${INSTALL-1}" ] && ! python3 -c "import hydra, soundfile, jiwer" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl || exit 3
-  export PYTHONPATH=/tmp/site
+cd "$(dirname "$0")/../.."
+MIN="${MIN:-4}"; ANNEAL_STEPS="${ANNEAL_STEPS:-600}"; BATCH="${BATCH:-1200}"; EVAL="${EVAL:-300}"
+MODELS="${MODELS:-deep causal}"; G="${G:-.gpu}"; OUT="${OUT:-/tmp/out}"; PY="${PY:-python3}"
+mkdir -p "$OUT" "$G/runs"
+if [ -d "$G/whl" ] && ! "$PY" -c "import hydra, soundfile, jiwer, pyctcdecode, num2words" 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site "$G"/whl/*.whl || exit 3
+  export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
-cd .gpu/src || exit 5
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-PY="${PY:-python3}"
-$PY -c "import torch, torchaudio, soundfile; print(torch.__version__, torchaudio.__version__, soundfile.__libsndfile_version__, torch.cuda.is_available() and torch.cuda.get_device_name())" || exit 4
-D=../dc
-common=(data.train_weights=[1,2,1] trainer.patience=5 trainer.min_delta=0.005 optim.lr=3e-3
-  trainer.max_time_minutes=$MIN trainer.log_every_steps=50 data.num_workers=$WORKERS ${EXTRA:-})
-run() {  # NAME MODEL SYNTH_TRAIN SYNTH_DEV
-  $PY -m stt train model="$2" "data.train=[$3,$D/an4/train.jsonl,$D/fsdd/train.jsonl]" \
-    "data.dev=[$4,$D/an4/dev.jsonl,$D/fsdd/dev.jsonl]" run_dir="runs/$1" "${common[@]}" \
-    > "runs/$1.log" 2>&1
-  echo "$1 exit $?" | tee -a "runs/$1.log"
+"$PY" -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())" || exit 4
+"$PY" scripts/gpu/pack_data.py --ready "$G" || exit 5
+W="$G/ready"
+train_manifests=()
+for corpus in librispeech speechocean ljspeech; do train_manifests+=("$W/decoded/$corpus/train.jsonl"); done
+for corpus in an4 fsdd synth; do train_manifests+=("$W/$corpus/train.jsonl"); done
+
+if [ "${BENCH:-1}" != 0 ]; then
+  # shellcheck disable=SC2086
+  "$PY" scripts/bench_train_device.py "${train_manifests[@]}" --configs ${BENCH_CONFIGS:-medium deep} \
+    --steps "${BENCH_STEPS:-30}" --batch-seconds "$BATCH" --peak-tflops 989 > "$OUT/bench.log" 2>&1
+  echo "bench exit $?"; tail -n 3 "$OUT/bench.log"
+  cp "${STT_BENCH_RESULTS:-bench/results}/train_gpu.json" "$OUT/" 2>/dev/null
+fi
+
+train() {  # MODEL INIT_FROM: the recipe's train and anneal stages, in $G/runs/MODEL
+  STAGES="train anneal" STT="$PY -m stt" PY="$PY" INIT_FROM="$2" RUN="$G/runs/$1" \
+    TRAIN_MINUTES="$MIN" ANNEAL_STEPS="$ANNEAL_STEPS" \
+    TRAIN_OVERRIDES="data.max_batch_seconds=$BATCH trainer.eval_every_steps=$EVAL trainer.log_every_steps=50 trainer.tensorboard=false ${TRAIN_OVERRIDES:-}" \
+    bash scripts/train_default_model.sh "$W" "$1" > "$G/runs/$1.log" 2>&1
+  echo "$1 exit $?" | tee -a "$G/runs/$1.log"
 }
-mkdir -p runs
-run medium-gpu medium $D/synth/train.jsonl $D/synth/dev.jsonl &
-run causal-gpu causal $D/synth/train.jsonl $D/synth/dev.jsonl &
-run accent-base medium $D/accent/base_train.jsonl $D/accent/orig_dev.jsonl &
-sleep 45; tail -n 3 runs/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null
+for model in $MODELS; do
+  init=stt/assets/default/model.pt
+  [ "$model" = causal ] && init=stt/assets/streaming/model.pt
+  [ -n "${INIT_FROM:-}" ] && init="$INIT_FROM"
+  train "$model" "$init" &
+done
+sleep "${PEEK:-60}"; tail -n 2 "$G"/runs/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null
 wait
-$PY - "$OUT" <<'PY'
+
+for model in $MODELS; do  # the annealed run's best, else the main run's
+  best="$G/runs/$model-anneal/best.pt"
+  [ -f "$best" ] || best="$G/runs/$model/best.pt"
+  "$PY" - "$best" "$G/runs/$model" "$OUT/$model.tar.gz" <<'PY'
 import sys, tarfile
 from pathlib import Path
 from stt.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
-out = Path(sys.argv[1])
-for name in ["medium-gpu", "causal-gpu", "accent-base"]:
-    run = Path("runs") / name
-    files = [Path(f"runs/{name}.log")]
-    try:
-        state = load_checkpoint(run / "best.pt")
-        model, vocab = model_from_checkpoint(state, run / "best.pt")
-        small = model_state(model, vocab)
-        small["trained"] = {"epoch": state["epoch"], "step": state["step"], "dev": state.get("dev_results")}
-        save_checkpoint(run / "weights.pt", small)
-        files.append(run / "weights.pt")
-    except Exception as e:
-        print(name, "no checkpoint:", e)
-    files += [run / f for f in ("result.json", "metrics.csv", "curves.png", "config.yaml") if (run / f).exists()]
-    with tarfile.open(out / f"{name}.tar.gz", "w:gz") as tar:
-        for f in files:
-            tar.add(f, arcname=f.name)
-    print(name, (out / f"{name}.tar.gz").stat().st_size // 1000, "kB")
+best, run, out = (Path(p) for p in sys.argv[1:])
+files = [run.with_suffix(".log")]
+try:
+    state = load_checkpoint(best)
+    model, vocab = model_from_checkpoint(state, best)
+    small = model_state(model, vocab)
+    small["trained"] = {"epoch": state["epoch"], "step": state["step"], "dev": state.get("dev_results")}
+    save_checkpoint(run / "best-weights.pt", small)
+    files.append(run / "best-weights.pt")
+except Exception as e:  # noqa: BLE001 - the logs still come back
+    print(run.name, "no checkpoint:", e)
+for folder in (run, Path(f"{run}-anneal")):
+    files += [folder / f for f in ("result.json", "metrics.csv", "config.yaml") if (folder / f).exists()]
+with tarfile.open(out, "w:gz") as tar:
+    for f in files:
+        if f.exists():  # as RUN/NAME (the log: RUN/RUN.log)
+            tar.add(f, arcname=f"{run.name if f.suffix == '.log' else f.parent.name}/{f.name}")
+print(out.name, out.stat().st_size // 1000, "kB")
 PY
-tail -n 4 runs/*.log
+done
+tail -n 4 "$G"/runs/*.log
