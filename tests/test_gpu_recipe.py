@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from stt.checkpoint import read_model
+from stt.checkpoint import model_state, read_model, save_checkpoint
 from stt.data.manifest import Utterance, read_manifest, write_manifest
-from tests.conftest import TINY_MODEL
+from stt.model import ModelConfig, WaveNetCTC
+from stt.text import Vocabulary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts" / "gpu"))
@@ -53,7 +54,7 @@ def test_parts_stay_under_the_cap_and_the_manifests_read_from_anywhere(tmp_path,
     info = json.loads((out / "parts.json").read_text())
     parts = sorted(out.glob("part-*"))
     assert len(parts) >= 3 and len(info["calls"]) == len(parts) + 1
-    assert info["calls"][-1] == [".gpu/work", ".gpu/whl"]
+    assert info["calls"][-1] == [".gpu/work", ".gpu/whl", ".gpu/init"]
     for part in parts:
         assert sum(f.stat().st_size for f in part.rglob("*.ogg")) <= PART_MB * 2**20
     # Six train splits of 4 and six dev samples of 2, every path relative to its manifest.
@@ -86,26 +87,39 @@ def test_a_missing_manifest_is_one_error_line(tmp_path, capsys):
 
 
 def test_train_on_gpu_runs_the_recipe_and_packs_what_comes_back(tmp_path):
+    """Two models side by side, as on the GPU: ``small`` warm-started from the shipped default
+    (its shape wins), and the accent base grown to 4 stacks from a tiny "previous default"
+    without speechocean762."""
     work, g = fake_work(tmp_path / "work"), tmp_path / "device" / ".gpu"
     assert pack_data.main([str(work), str(g), "--part-mb", "1", "--dev-limit", "2"]) == 0
+    tiny = WaveNetCTC(ModelConfig(channels=16, kernel_size=3, dilations=[1, 2, 4], stacks=1,
+                                  head_channels=16), len(Vocabulary.default()))  # fmt: skip
+    save_checkpoint(g / "init" / "previous_default.pt", model_state(tiny, Vocabulary.default()))
     out, results = tmp_path / "out", tmp_path / "results"
-    overrides = " ".join([*TINY_MODEL, "trainer.max_epochs=1", "trainer.device=cpu"])
-    env = {**os.environ, "G": str(g), "OUT": str(out), "PY": sys.executable, "MODELS": "small",
-           "INIT_FROM": "none", "MIN": "1", "ANNEAL_STEPS": "2", "BATCH": "4", "EVAL": "2",
-           "PEEK": "0", "BENCH_CONFIGS": "small", "BENCH_STEPS": "2",
-           "STT_BENCH_RESULTS": str(results), "TRAIN_OVERRIDES": overrides}  # fmt: skip
+    env = {**os.environ, "G": str(g), "OUT": str(out), "PY": sys.executable,
+           "MODELS": "small accent-base", "MIN": "1", "ANNEAL_STEPS": "2", "BATCH": "4",
+           "EVAL": "2", "PEEK": "0", "BENCH_CONFIGS": "small", "BENCH_STEPS": "2",
+           "STT_BENCH_RESULTS": str(results),
+           "TRAIN_OVERRIDES": "trainer.max_epochs=1 trainer.device=cpu"}  # fmt: skip
     result = subprocess.run(["bash", "scripts/gpu/train_on_gpu.sh"], cwd=ROOT, env=env,
                             capture_output=True, text=True, check=False)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    assert "bench exit 0" in result.stdout and "small exit 0" in result.stdout
+    assert "bench exit 0" in result.stdout
+    assert "small exit 0" in result.stdout and "accent-base exit 0" in result.stdout
     bench = json.loads((out / "train_gpu.json").read_text())
     assert [row["config"] for row in bench["results"]] == ["small"]
-    with tarfile.open(out / "small.tar.gz") as tar:
-        names = set(tar.getnames())
-        tar.extractall(tmp_path / "back", filter="data")
-    assert {"small/best-weights.pt", "small/small.log", "small/metrics.csv",
-            "small-anneal/result.json"} <= names  # fmt: skip
-    model, _ = read_model(tmp_path / "back" / "small" / "best-weights.pt")
-    assert model.config.channels == 16  # the tiny model it trained, annealed
-    annealed = json.loads((tmp_path / "back" / "small-anneal" / "result.json").read_text())
-    assert annealed["step"] == 2 and "librispeech/dev" in annealed["dev"]
+    back = tmp_path / "back"
+    for name in ("small", "accent-base"):
+        with tarfile.open(out / f"{name}.tar.gz") as tar:
+            names = set(tar.getnames())
+            tar.extractall(back, filter="data")
+        assert {f"{name}/best-weights.pt", f"{name}/{name}.log", f"{name}/metrics.csv",
+                f"{name}-anneal/result.json"} <= names  # fmt: skip
+        annealed = json.loads((back / f"{name}-anneal" / "result.json").read_text())
+        assert annealed["step"] == 2 and "librispeech/dev" in annealed["dev"]
+    shipped = read_model(ROOT / "stt" / "assets" / "default" / "model.pt")[0].config
+    assert read_model(back / "small" / "best-weights.pt")[0].config.stacks == shipped.stacks
+    grown = read_model(back / "accent-base" / "best-weights.pt")[0].config
+    assert (grown.channels, grown.stacks) == (16, 4)
+    annealed = json.loads((back / "accent-base-anneal" / "result.json").read_text())
+    assert "speechocean/dev" not in annealed["dev"]

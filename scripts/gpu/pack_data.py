@@ -121,7 +121,7 @@ def pack(work: Path, out: Path, part_mb: float, dev_limit: int, level: float) ->
         "hours": round(sum(u.duration for rows in manifests.values() for u in rows) / 3600, 2),
         "part_mib": {name: round(size / 2**20, 1) for name, size in sizes.items()},
         "calls": [[f"{out.name}/{name}"] for name in sizes]
-        + [[f"{out.name}/work", f"{out.name}/whl"]],
+        + [[f"{out.name}/work", f"{out.name}/whl", f"{out.name}/init"]],
     }
     (out / "parts.json").write_text(json.dumps(info, indent=1) + "\n")
     return info

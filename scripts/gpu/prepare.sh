@@ -25,6 +25,10 @@ if [ -z "${NO_WHEELS:-}" ]; then
   # shellcheck disable=SC2086
   "$PY" -m pip wheel -q --no-deps -w "$OUT/whl" $pure
 fi
-du -sh "$OUT"/part-* "$OUT/work" "$OUT/whl" 2>/dev/null || true
+# The accent-holdout base's start (MODELS=accent-base): the default before real speech, from git.
+mkdir -p "$OUT/init"
+[ -s "$OUT/init/previous_default.pt" ] || git show cc8bea3:stt/assets/default/model.pt \
+  > "$OUT/init/previous_default.pt" || rm -f "$OUT/init/previous_default.pt"
+du -sh "$OUT"/part-* "$OUT/work" "$OUT/whl" "$OUT/init" 2>/dev/null || true
 echo "prepare: device calls, in order (carry each list): $(
   "$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))["calls"])' "$OUT/parts.json")"

@@ -11,13 +11,14 @@
 # then one device call per part (.gpu/parts.json lists them; each part stays on the machine
 # while it is warm), the last one running this script:
 #   run(command="du -sh .gpu", carry=[".gpu/part-1"]) ... then
-#   run(command="MIN=4 bash scripts/gpu/train_on_gpu.sh", carry=[".gpu/work", ".gpu/whl"],
-#       timeout_s=600)
+#   run(command="MIN=4 bash scripts/gpu/train_on_gpu.sh",
+#       carry=[".gpu/work", ".gpu/whl", ".gpu/init"], timeout_s=600)
 # Back here: tar -xzf deep.tar.gz -C DIR (DIR/deep/best-weights.pt, logs, metrics), then
 # scripts/package_model.sh DIR/deep/best-weights.pt stt/assets/default (causal:
 # stt/assets/streaming): alpha/beta tuned on every dev split, `stt eval` reports.
 # Variables: MIN (main-stage minutes per model, 4), ANNEAL_STEPS (600), BATCH (padded audio
-# seconds per batch, 1200), EVAL (steps between evaluations, 300), MODELS ("deep causal"),
+# seconds per batch, 1200), EVAL (steps between evaluations, 300), MODELS ("deep causal"; also
+# accent-base: scripts/bench_accent.py's base model, from .gpu/init/previous_default.pt),
 # INIT_FROM (one start for every model; none: from scratch), BENCH=0 (skip the throughput
 # benchmark; BENCH_CONFIGS, BENCH_STEPS), STT_BENCH_RESULTS (its JSON's folder, bench/results),
 # PEEK (seconds before a look at the logs and the GPU, 60), G (the packed folder, .gpu), OUT
@@ -49,18 +50,23 @@ if [ "${BENCH:-1}" != 0 ]; then
   cp "${STT_BENCH_RESULTS:-bench/results}/train_gpu.json" "$OUT/" 2>/dev/null
 fi
 
-train() {  # MODEL INIT_FROM: the recipe's train and anneal stages, in $G/runs/MODEL
-  STAGES="train anneal" STT="$PY -m stt" PY="$PY" INIT_FROM="$2" RUN="$G/runs/$1" \
+train() {  # NAME MODEL INIT_FROM [VAR=value ...]: the recipe's stages in $G/runs/NAME
+  local name="$1" model="$2" init="${INIT_FROM:-$3}"; shift 3
+  env STAGES="train anneal" STT="$PY -m stt" PY="$PY" INIT_FROM="$init" RUN="$G/runs/$name" \
     TRAIN_MINUTES="$MIN" ANNEAL_STEPS="$ANNEAL_STEPS" \
     TRAIN_OVERRIDES="data.max_batch_seconds=$BATCH trainer.eval_every_steps=$EVAL trainer.log_every_steps=50 trainer.tensorboard=false ${TRAIN_OVERRIDES:-}" \
-    bash scripts/train_default_model.sh "$W" "$1" > "$G/runs/$1.log" 2>&1
-  echo "$1 exit $?" | tee -a "$G/runs/$1.log"
+    "$@" bash scripts/train_default_model.sh "$W" "$model" > "$G/runs/$name.log" 2>&1
+  echo "$name exit $?" | tee -a "$G/runs/$name.log"
 }
-for model in $MODELS; do
-  init=stt/assets/default/model.pt
-  [ "$model" = causal ] && init=stt/assets/streaming/model.pt
-  [ -n "${INIT_FROM:-}" ] && init="$INIT_FROM"
-  train "$model" "$init" &
+for name in $MODELS; do
+  case "$name" in
+    causal) train causal causal stt/assets/streaming/model.pt & ;;
+    # scripts/bench_accent.py's base: the default's shape and recipe without speechocean762,
+    # from the default before real speech (which never heard it), grown to 4 stacks first.
+    accent-base) train accent-base deep "$G/init/previous_default.pt" \
+      STAGES="grow train anneal" GROW_STACKS=4 EXCLUDE=speechocean & ;;
+    *) train "$name" "$name" stt/assets/default/model.pt & ;;
+  esac
 done
 sleep "${PEEK:-60}"; tail -n 2 "$G"/runs/*.log; nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null
 wait
