@@ -39,14 +39,10 @@ $PY - "$CKPT" "$WORK" "$ASSETS" <<'PY'
 import os, shutil, sys
 from pathlib import Path
 from omegaconf import OmegaConf
-from stt.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+from stt.checkpoint import load_checkpoint, save_checkpoint, shippable_state
 ckpt, work, assets = (Path(p) for p in sys.argv[1:])
-state = load_checkpoint(ckpt)
-model, vocab = model_from_checkpoint(state, ckpt)
-small = model_state(model, vocab)
+small = shippable_state(load_checkpoint(ckpt), ckpt)
 small["model"] = {k: v.half() if v.is_floating_point() else v for k, v in small["model"].items()}
-small["trained"] = state.get("trained") or {
-    "epoch": state["epoch"], "step": state["step"], "dev": state.get("dev_results")}
 save_checkpoint(assets / "model.pt", small)
 tuned = OmegaConf.load(ckpt.parent / "decoder.yaml")
 default = Path("stt/assets/default")

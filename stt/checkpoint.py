@@ -168,6 +168,20 @@ def model_state(model: WaveNetCTC, vocab: Vocabulary) -> dict[str, Any]:
     }
 
 
+def shippable_state(state: dict[str, Any], path: str | Path = "checkpoint") -> dict[str, Any]:
+    """A checkpoint's :func:`model_state` plus ``trained`` (epoch, step, dev results; kept when
+    ``state`` already carries it), without optimiser or sampler state: what a shipped model,
+    or one sent back from a training machine, needs."""
+    model, vocab = model_from_checkpoint(state, path)
+    small = model_state(model, vocab)
+    small["trained"] = state.get("trained") or {
+        "epoch": state["epoch"],
+        "step": state["step"],
+        "dev": state.get("dev_results"),
+    }
+    return small
+
+
 def model_from_checkpoint(
     state: dict[str, Any], path: str | Path = "checkpoint"
 ) -> tuple[WaveNetCTC, Vocabulary]:

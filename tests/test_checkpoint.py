@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from stt import checkpoint
-from stt.checkpoint import load_checkpoint, model_state, save_checkpoint
+from stt.checkpoint import load_checkpoint, model_state, save_checkpoint, shippable_state
 from stt.errors import CheckpointError
 from stt.model import ModelConfig, WaveNetCTC
 from stt.text import Vocabulary
@@ -196,3 +196,19 @@ def test_ctrl_c_during_a_write_completes_the_checkpoint_then_interrupts(
     assert load_checkpoint(path)["step"] == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
     assert signal.getsignal(signal.SIGINT) is handler
+
+
+def test_a_shippable_state_keeps_the_weights_and_a_training_summary_only(tmp_path):
+    vocab = Vocabulary.default()
+    model = WaveNetCTC(ModelConfig(channels=8, kernel_size=3, dilations=[1, 2], stacks=1,
+                                   head_channels=8), len(vocab))  # fmt: skip
+    dev = {"a/dev": {"loss": 1.5, "wer": 0.9, "cer": 0.4}}
+    training = {**model_state(model, vocab), "optimizer": {"state": {}}, "epoch": 3, "step": 120,
+                "dev_results": dev}  # fmt: skip
+    small = shippable_state(training, "run/last.pt")
+    assert set(small) == {"model", "model_config", "vocab", "trained"}
+    assert small["trained"] == {"epoch": 3, "step": 120, "dev": dev}
+    for key, value in model.state_dict().items():
+        assert torch.equal(small["model"][key], value)
+    # A shipped model's own summary is kept, not rebuilt from fields it no longer has.
+    assert shippable_state(small, "model.pt")["trained"] == small["trained"]

@@ -77,15 +77,11 @@ for model in $MODELS; do  # the annealed run's best, else the main run's
   "$PY" - "$best" "$G/runs/$model" "$OUT/$model.tar.gz" <<'PY'
 import sys, tarfile
 from pathlib import Path
-from stt.checkpoint import load_checkpoint, model_from_checkpoint, model_state, save_checkpoint
+from stt.checkpoint import load_checkpoint, save_checkpoint, shippable_state
 best, run, out = (Path(p) for p in sys.argv[1:])
 files = [run.with_suffix(".log")]
 try:
-    state = load_checkpoint(best)
-    model, vocab = model_from_checkpoint(state, best)
-    small = model_state(model, vocab)
-    small["trained"] = {"epoch": state["epoch"], "step": state["step"], "dev": state.get("dev_results")}
-    save_checkpoint(run / "best-weights.pt", small)
+    save_checkpoint(run / "best-weights.pt", shippable_state(load_checkpoint(best), best))
     files.append(run / "best-weights.pt")
 except Exception as e:  # noqa: BLE001 - the logs still come back
     print(run.name, "no checkpoint:", e)
