@@ -171,9 +171,54 @@ def _set_metadata(onnx_model, meta: dict) -> None:
     onnx_model.producer_version = __version__
 
 
+def _short_names(graph) -> None:
+    """Give every node and every intermediate tensor a short name (``n12``, ``t34``).
+
+    The exporter names them by module path (``/model/blocks.3/conv/MatMul_output_0``): 0.24 MB
+    of the default's 2.7 MB int8 file, 9% of it, was such names. The graph's inputs, outputs and
+    initializers keep theirs (callers and :func:`quantize_int8` find them by name)."""
+    keep = {v.name for v in graph.input} | {v.name for v in graph.output}
+    keep |= {t.name for t in graph.initializer}
+    renamed: dict[str, str] = {}
+    for index, node in enumerate(graph.node):
+        node.name = f"n{index}"
+        for position, name in enumerate(node.output):
+            if name and name not in keep:
+                node.output[position] = renamed.setdefault(name, f"t{len(renamed)}")
+    for node in graph.node:
+        for position, name in enumerate(node.input):
+            if name in renamed:
+                node.input[position] = renamed[name]
+
+
+def _merge_equal_constants(graph) -> None:
+    """Keep one ``Constant`` node per distinct value: the trace repeats the same few scalars
+    and shapes for every block (1,103 nodes, ~70 distinct, in the default's graph)."""
+    outputs = {v.name for v in graph.output}
+    first: dict[bytes, str] = {}
+    alias: dict[str, str] = {}
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] not in outputs:
+            key = b"".join(a.SerializeToString() for a in node.attribute)
+            if key in first:
+                alias[node.output[0]] = first[key]
+                continue
+            first[key] = node.output[0]
+        kept.append(node)
+    for node in kept:
+        for position, name in enumerate(node.input):
+            if name in alias:
+                node.input[position] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
 def _save_onnx(onnx_model, path: Path) -> None:
     onnx = _require("onnx")
     del onnx_model.graph.value_info[:]  # the exporter's inferred shapes: unused, 1.5% of a file
+    _merge_equal_constants(onnx_model.graph)
+    _short_names(onnx_model.graph)
     with atomic_path(path) as tmp:
         onnx.save(onnx_model, str(tmp))
 

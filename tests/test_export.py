@@ -235,6 +235,25 @@ def test_exported_files_compute_the_dft_basis_instead_of_storing_it(exported, fi
     )
 
 
+@pytest.mark.parametrize("file", ["model.onnx", "model.int8.onnx"])
+def test_exported_graphs_carry_short_names_and_one_constant_per_value(exported, file):
+    """The exporter's module-path names and its repeated constants were 12% of the int8 file;
+    the interface keeps its names (the log-probs tests above run the graphs by them)."""
+    import onnx
+
+    graph = onnx.load(str(exported / file)).graph
+    interface = {v.name for v in graph.input} | {v.name for v in graph.output}
+    interface |= {t.name for t in graph.initializer}
+    inner = [name for node in graph.node for name in node.output if name not in interface]
+    assert inner and max(len(name) for name in inner) <= 6
+    assert len(set(inner)) == len(inner)
+    assert all(len(node.name) <= 6 for node in graph.node)
+    constants = [b"".join(a.SerializeToString() for a in node.attribute)
+                 for node in graph.node if node.op_type == "Constant"]  # fmt: skip
+    assert constants and len(set(constants)) == len(constants)
+    onnx.checker.check_model(onnx.load(str(exported / file)))
+
+
 # ---------------------------------------------------------------------------------------------
 # Metadata and the graph's interface
 # ---------------------------------------------------------------------------------------------
