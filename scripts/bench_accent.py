@@ -48,6 +48,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import RESULTS_DIR, write_results  # noqa: E402
+from recipe_corpora import CORPORA, train_manifest  # noqa: E402
 
 from stt.data.manifest import Utterance, read_manifest, write_manifest  # noqa: E402
 
@@ -65,7 +66,7 @@ ADAPT_MINUTES = (2, 5, 10)
 SPREADS = ("few", "many")
 ADAPT_DEV_SPEAKERS = 8
 ADAPT_DEV_PER_SPEAKER = 8
-ORIGINAL = ("librispeech", "ljspeech", "an4", "fsdd", "synth")
+ORIGINAL = tuple(c for c in CORPORA if c != "speechocean")  # the recipe's, less the accent
 DECODERS = {"greedy": "greedy", "beam+lm": "beam"}  # stt eval's labels -> this JSON's
 # The default before real speech (synthetic voices, AN4, FSDD: never speechocean762), the shipped
 # default's warm start: git keeps it.
@@ -270,11 +271,7 @@ def ensure_base(work: Path, minutes: float, anneal_steps: int, init_from: Path) 
 
 def base_train_manifests(work: Path) -> list[Path]:
     """The base model's train manifests (the recipe's, without speechocean762)."""
-    decoded = ("librispeech", "ljspeech")
-    return [
-        work / "decoded" / c / "train.jsonl" if c in decoded else work / c / "train.jsonl"
-        for c in ORIGINAL
-    ]
+    return [train_manifest(work, corpus) for corpus in ORIGINAL]
 
 
 def ensure_lm(work: Path) -> Path:

@@ -116,3 +116,16 @@ def test_without_a_setting_inside_the_forgetting_target_the_least_forgetting_gai
     assert bench_accent.summary({}, runs)["best_setting"] == "b"  # c's gain is not significant
     runs["d"] = run("d", 0.86, 0.04, -0.01, met=True)
     assert bench_accent.summary({}, runs)["best_setting"] == "d"  # within the target wins
+
+
+def test_the_base_trains_on_the_recipes_manifests_less_the_accent(tmp_path):
+    """The base model's data is the shipped recipe's (the Opus corpora from their decoded
+    copies) without speechocean762, so the accent is new to it."""
+    manifests = bench_accent.base_train_manifests(tmp_path)
+    assert manifests == [
+        tmp_path / "decoded" / "librispeech" / "train.jsonl",
+        tmp_path / "decoded" / "ljspeech" / "train.jsonl",
+        tmp_path / "an4" / "train.jsonl",
+        tmp_path / "fsdd" / "train.jsonl",
+        tmp_path / "synth" / "train.jsonl",
+    ]

@@ -36,17 +36,12 @@ from stt.audio import SAMPLE_RATE, load_audio
 from stt.data.manifest import Utterance, read_manifest, write_manifest
 from stt.errors import STTError
 
-# The recipe's corpora; the Opus ones are read by its train stage from decoded/ (FLAC copies
-# on the CPU machine; here the packed Opus, which data.on_device decodes once anyway).
-CORPORA = ("librispeech", "speechocean", "ljspeech", "an4", "fsdd", "synth")
-DECODED = ("librispeech", "speechocean", "ljspeech")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The Opus corpora are read by the recipe's train stage from decoded/ (FLAC copies on the CPU
+# machine; here the packed Opus, which data.on_device decodes once anyway).
+from recipe_corpora import CORPORA, train_manifest  # noqa: E402
+
 SAMPLE_EVERY = 40  # every 40th utterance is encoded first, to measure the bitrate
-
-
-def train_manifest(root: Path, corpus: str) -> Path:
-    """Where the recipe's train stage reads ``corpus``'s train split under the WORK ``root``."""
-    return root / "decoded" / corpus / "train.jsonl" if corpus in DECODED else (
-        root / corpus / "train.jsonl")  # fmt: skip
 
 
 def splits(work: Path, dev_limit: int) -> list[tuple[str, str, list[Utterance]]]:
