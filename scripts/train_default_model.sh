@@ -51,7 +51,8 @@ if has data; then
   done
 fi
 
-# The corpora in TRAIN_WEIGHTS' order (the Opus ones read from their decoded FLAC copies),
+# The corpora in TRAIN_WEIGHTS' order (the Opus ones read from their decoded FLAC copies; the
+# same list for the Python scripts: scripts/recipe_corpora.py),
 # less EXCLUDE, as stt train's data.train, data.train_weights and data.dev values.
 CORPORA=(librispeech speechocean ljspeech an4 fsdd synth)
 IFS=, read -r -a WEIGHTS <<< "$TRAIN_WEIGHTS"
