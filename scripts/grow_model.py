@@ -4,6 +4,7 @@ The recipe's ``grow`` stage (scripts/train_default_model.sh) uses it to start a 
 where a trained one stands; the result is ``init_from`` material for ``stt train``.
 
     python scripts/grow_model.py stt/assets/default/model.pt grown.pt --stacks 4
+    python scripts/grow_model.py stt/assets/default/model.pt start.pt --dropout 0  # same shape
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", type=Path, help="where the grown model checkpoint goes")
     parser.add_argument("--channels", type=int, help="residual channels (default: unchanged)")
     parser.add_argument("--stacks", type=int, help="dilation stacks (default: unchanged)")
+    parser.add_argument("--dropout", type=float,
+                        help="training-time dropout of the copy (default: unchanged)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        grown = grow_checkpoint(args.source, args.target, args.channels, args.stacks)
+        grown = grow_checkpoint(args.source, args.target, args.channels, args.stacks,
+                                args.dropout)  # fmt: skip
         print(f"{args.target}: {grown}")
     except STTError as e:
         print(f"stt: error: {e}", file=sys.stderr)

@@ -9,7 +9,8 @@
 #            the dev-loss plateau or after TRAIN_MINUTES (rerun to continue: trainer.resume=auto
 #            resumes exactly from the last checkpoint, written every 100 steps);
 #   grow     (not in the default STAGES) INIT_FROM grown to GROW_CHANNELS x GROW_STACKS with the
-#            same function (scripts/grow_model.py) as RUN/grown.pt: the start of a bigger model,
+#            same function (scripts/grow_model.py) as RUN/grown.pt, at GROW_DROPOUT if given
+#            (init_from keeps a checkpoint's own rate otherwise): the start of a bigger model,
 #            trained on by the train stage (init_from) or the anneal stage (when RUN has no last.pt);
 #   anneal   a short second run from the main run's last checkpoint with a fresh optimiser and the
 #            learning rate decayed to ~0 on a cosine over ANNEAL_STEPS (~1 epoch): the main run's
@@ -21,7 +22,8 @@
 #   STAGES="data train anneal lm package" (default: all), TRAIN_MINUTES=85, ANNEAL_STEPS=600, INIT_FROM=checkpoint|none,
 #   TRAIN_WEIGHTS="2,1,1,2,1,1" (librispeech, speechocean, ljspeech, an4, fsdd, synth),
 #   TRAIN_OVERRIDES="key=value ..." (appended to stt train: tests use a tiny model), SHARED=...,
-#   GROW_CHANNELS=, GROW_STACKS= (the grow stage's shape; empty: unchanged),
+#   GROW_CHANNELS=, GROW_STACKS=, GROW_DROPOUT= (the grow stage's shape and dropout; empty:
+#   unchanged), ANNEAL_LR=4.5e-4 (the anneal's peak rate),
 #   EXCLUDE="speechocean" (corpora left out of train and dev; scripts/bench_accent.py's base),
 #   RUN=WORK/runs/MODEL-real (the run folder; the anneal run is RUN-anneal),
 #   ASSETS=stt/assets/default (where package puts the model; its report goes to
@@ -33,6 +35,7 @@ WORK="${1:-data_cache}"
 MODEL="${2:-medium}"
 STAGES="${STAGES:-data train anneal lm package}"
 ANNEAL_STEPS="${ANNEAL_STEPS:-600}"
+ANNEAL_LR="${ANNEAL_LR:-4.5e-4}"
 TRAIN_MINUTES="${TRAIN_MINUTES:-85}"
 TRAIN_WEIGHTS="${TRAIN_WEIGHTS:-2,1,1,2,1,1}"
 INIT_FROM="${INIT_FROM:-stt/assets/default/model.pt}"
@@ -78,7 +81,8 @@ train_on_real_data() {
 
 if has grow && [ ! -f "$RUN/grown.pt" ]; then
   "${PY:-.venv/bin/python}" scripts/grow_model.py "$INIT_FROM" "$RUN/grown.pt" \
-    ${GROW_CHANNELS:+--channels "$GROW_CHANNELS"} ${GROW_STACKS:+--stacks "$GROW_STACKS"}
+    ${GROW_CHANNELS:+--channels "$GROW_CHANNELS"} ${GROW_STACKS:+--stacks "$GROW_STACKS"} \
+    ${GROW_DROPOUT:+--dropout "$GROW_DROPOUT"}
 fi
 
 if has train; then
@@ -106,7 +110,7 @@ if has anneal; then
     cp "$start" "$ANNEAL_RUN/init.pt"
     init=("init_from=$ANNEAL_RUN/init.pt")
   fi
-  train_on_real_data "$ANNEAL_RUN" "${init[@]}" optim.lr=4.5e-4 optim.schedule=cosine \
+  train_on_real_data "$ANNEAL_RUN" "${init[@]}" optim.lr="$ANNEAL_LR" optim.schedule=cosine \
     optim.warmup_steps=$((ANNEAL_STEPS / 20)) optim.total_steps="$ANNEAL_STEPS" optim.min_lr_ratio=0.02 \
     trainer.max_steps="$ANNEAL_STEPS" trainer.eval_every_steps=$((ANNEAL_STEPS / 2)) \
     trainer.patience=4

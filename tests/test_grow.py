@@ -96,3 +96,28 @@ def test_the_grow_script_writes_a_checkpoint_that_trains_on_from_the_same_functi
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("stt: error: ") and "junk.pt" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.pt").exists()
+
+
+def test_a_new_dropout_rate_keeps_every_weight_and_the_eval_function():
+    """The recipe's way to continue a run at another dropout rate (init_from takes the model's
+    configuration from the checkpoint): same shape and weights, the new rate in the modules."""
+    model = model_with_norm_statistics(SMALL, vocab_size=29)
+    copy = grow(model, dropout=0.0)
+    assert copy.config.dropout == 0.0 and model.config.dropout == 0.1
+    assert all(m.p == 0.0 for m in copy.modules() if isinstance(m, torch.nn.Dropout))
+    state, copied = model.state_dict(), copy.state_dict()
+    assert state.keys() == copied.keys()
+    assert all(torch.equal(state[k], copied[k]) for k in state)
+    with pytest.raises(ConfigError, match="dropout"):
+        grow(model, dropout=1.5)
+
+
+def test_the_grow_script_sets_dropout_without_growing(tmp_path):
+    model = model_with_norm_statistics(SMALL, vocab_size=len(Vocabulary.default()))
+    save_checkpoint(tmp_path / "small.pt", model_state(model, Vocabulary.default()))
+    script = [sys.executable, str(ROOT / "scripts" / "grow_model.py")]
+    done = subprocess.run([*script, str(tmp_path / "small.pt"), str(tmp_path / "start.pt"),
+                           "--dropout", "0"], capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    start, _ = read_model(tmp_path / "start.pt")
+    assert start.config.dropout == 0.0 and len(start.blocks) == len(model.blocks)

@@ -141,15 +141,22 @@ def test_the_recipe_runs_on_tiny_data_and_reruns_as_a_no_op(tmp_path):
              if row["name"] == "train/lr"]  # fmt: skip
     assert rates and rates[-1] < rates[0]
 
-    # Grow: the trained model with a second dilation stack (same function), annealed from there.
+    # Grow: the trained model with a second dilation stack (same function) and no dropout,
+    # annealed from there at a lower peak rate.
     grown_run = work / "runs" / "grown"
     run("train_default_model.sh", str(work), "small", env={
         **env, "STAGES": "grow anneal", "RUN": str(grown_run), "GROW_STACKS": "2",
+        "GROW_DROPOUT": "0", "ANNEAL_LR": "3e-4",
         "INIT_FROM": str(work / "runs" / "small-real" / "best.pt"), "ANNEAL_STEPS": "2",
         "TRAIN_OVERRIDES": overrides})  # fmt: skip
     start = read_model(grown_run / "grown.pt")[0]
     assert start.config.stacks == 2 and start.config.channels == 16
-    assert read_model(work / "runs" / "grown-anneal" / "best.pt")[0].config.stacks == 2
+    assert start.config.dropout == 0.0
+    grown_best = read_model(work / "runs" / "grown-anneal" / "best.pt")[0]
+    assert grown_best.config.stacks == 2 and grown_best.config.dropout == 0.0
+    rates = [float(row["value"]) for row in csv.DictReader(open(work / "runs" / "grown-anneal"
+             / "metrics.csv")) if row["name"] == "train/lr"]  # fmt: skip
+    assert rates and 0 < max(rates) <= 3e-4
 
     # LM: built from lm_text minus the dev sentences, plus the train transcripts.
     run("build_lm.sh", str(work), env=env)

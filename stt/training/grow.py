@@ -31,12 +31,22 @@ from stt.errors import ConfigError
 from stt.model import WaveNetCTC
 
 
-def grow(model: WaveNetCTC, channels: int | None = None, stacks: int | None = None) -> WaveNetCTC:
+def grow(
+    model: WaveNetCTC,
+    channels: int | None = None,
+    stacks: int | None = None,
+    dropout: float | None = None,
+) -> WaveNetCTC:
     """A copy of ``model`` with ``channels`` residual channels and ``stacks`` dilation stacks
-    (None: unchanged), giving the same log-probs in eval mode; the copy is in eval mode."""
+    (None: unchanged), giving the same log-probs in eval mode; the copy is in eval mode.
+
+    ``dropout`` (None: unchanged) sets the copy's training-time dropout: it changes no weight,
+    but ``init_from`` takes the model's configuration from the checkpoint, so this is where a
+    continued run gets a different rate (the shipped default's third anneal ran without)."""
     old = model.config
     channels = old.channels if channels is None else channels
     stacks = old.stacks if stacks is None else stacks
+    dropout = old.dropout if dropout is None else dropout
     if channels < old.channels or stacks < old.stacks:
         raise ConfigError(
             f"growing only adds: channels {old.channels} -> {channels}, "
@@ -46,7 +56,8 @@ def grow(model: WaveNetCTC, channels: int | None = None, stacks: int | None = No
         raise ConfigError(
             "a layer-norm model cannot be widened exactly (it normalises across channels)"
         )
-    grown = WaveNetCTC(replace(old, channels=channels, stacks=stacks), model.vocab_size)
+    grown = WaveNetCTC(replace(old, channels=channels, stacks=stacks, dropout=dropout),
+                       model.vocab_size)  # fmt: skip
     _copy_widened(model, grown)
     if stacks > old.stacks:
         _start_new_blocks_silent(grown, len(model.blocks))
@@ -110,7 +121,13 @@ def grown_description(model: WaveNetCTC, original: WaveNetCTC) -> str:
     )
 
 
-def grow_checkpoint(source: Path, target: Path, channels: int | None, stacks: int | None) -> str:
+def grow_checkpoint(
+    source: Path,
+    target: Path,
+    channels: int | None,
+    stacks: int | None,
+    dropout: float | None = None,
+) -> str:
     """``source``'s model grown (:func:`grow`) and saved to ``target`` as a model checkpoint
     (``init_from`` material, fp32); returns :func:`grown_description`.
 
@@ -120,7 +137,7 @@ def grow_checkpoint(source: Path, target: Path, channels: int | None, stacks: in
     """
     model, vocab = read_model(source)
     model = model.float()
-    grown = grow(model, channels=channels, stacks=stacks)
+    grown = grow(model, channels=channels, stacks=stacks, dropout=dropout)
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, model_state(grown, vocab))
     return grown_description(grown, model)
