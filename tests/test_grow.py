@@ -72,17 +72,26 @@ def test_description_names_both_sizes():
     assert "4 blocks x 8 channels" in line and "6 blocks x 12 channels" in line
 
 
+SCRIPT = [sys.executable, str(ROOT / "scripts" / "grow_model.py")]
+
+
+def _grow_with_script(tmp_path: Path, *args: str):
+    """A small model saved as ``small.pt`` and scripts/grow_model.py run on it into ``out.pt``:
+    the model and the finished process."""
+    model = model_with_norm_statistics(SMALL, vocab_size=len(Vocabulary.default()))
+    save_checkpoint(tmp_path / "small.pt", model_state(model, Vocabulary.default()))
+    done = subprocess.run([*SCRIPT, str(tmp_path / "small.pt"), str(tmp_path / "out.pt"), *args],
+                          capture_output=True, text=True)  # fmt: skip
+    return model, done
+
+
 def test_the_grow_script_writes_a_checkpoint_that_trains_on_from_the_same_function(tmp_path):
     """scripts/grow_model.py (the recipe's grow stage): the grown checkpoint loads as init_from
     material with the deeper shape and the same log-probs; a bad source is one error line."""
-    model = model_with_norm_statistics(SMALL, vocab_size=len(Vocabulary.default()))
-    save_checkpoint(tmp_path / "small.pt", model_state(model, Vocabulary.default()))
-    script = [sys.executable, str(ROOT / "scripts" / "grow_model.py")]
-    done = subprocess.run([*script, str(tmp_path / "small.pt"), str(tmp_path / "grown.pt"),
-                           "--stacks", "3"], capture_output=True, text=True)  # fmt: skip
+    model, done = _grow_with_script(tmp_path, "--stacks", "3")
     assert done.returncode == 0, done.stderr
     assert "4 blocks x 8 channels" in done.stdout and "6 blocks x 8 channels" in done.stdout
-    grown, vocab = read_model(tmp_path / "grown.pt")
+    grown, vocab = read_model(tmp_path / "out.pt")
     assert len(grown.blocks) == 6 and vocab.tokens == Vocabulary.default().tokens
     waveform, lengths = _padded_batch()
     with torch.no_grad():
@@ -91,11 +100,11 @@ def test_the_grow_script_writes_a_checkpoint_that_trains_on_from_the_same_functi
     torch.testing.assert_close(got[0], expected[0], atol=2e-6, rtol=0)
 
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    bad = subprocess.run([*script, str(tmp_path / "junk.pt"), str(tmp_path / "out.pt")],
+    bad = subprocess.run([*SCRIPT, str(tmp_path / "junk.pt"), str(tmp_path / "bad.pt")],
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.startswith("stt: error: ") and "junk.pt" in bad.stderr
-    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "out.pt").exists()
+    assert len(bad.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad.pt").exists()
 
 
 def test_a_new_dropout_rate_keeps_every_weight_and_the_eval_function():
@@ -113,11 +122,7 @@ def test_a_new_dropout_rate_keeps_every_weight_and_the_eval_function():
 
 
 def test_the_grow_script_sets_dropout_without_growing(tmp_path):
-    model = model_with_norm_statistics(SMALL, vocab_size=len(Vocabulary.default()))
-    save_checkpoint(tmp_path / "small.pt", model_state(model, Vocabulary.default()))
-    script = [sys.executable, str(ROOT / "scripts" / "grow_model.py")]
-    done = subprocess.run([*script, str(tmp_path / "small.pt"), str(tmp_path / "start.pt"),
-                           "--dropout", "0"], capture_output=True, text=True)  # fmt: skip
+    model, done = _grow_with_script(tmp_path, "--dropout", "0")
     assert done.returncode == 0, done.stderr
-    start, _ = read_model(tmp_path / "start.pt")
+    start, _ = read_model(tmp_path / "out.pt")
     assert start.config.dropout == 0.0 and len(start.blocks) == len(model.blocks)
