@@ -329,10 +329,11 @@ def test_a_stream_gets_partials_then_the_offline_streaming_result(server):
 
 
 def test_streams_in_a_process_of_their_own_give_the_same_result():
-    """stream_process=true: the streams run in a child process (stt.serve.stream_process)."""
+    """stream_process=true: the streams run in a child process (stt.serve.stream_process),
+    here with two torch threads for their batches."""
     from stt.serve.main import load_engine
 
-    engine = load_engine(ServeConfig(stream_process=True))
+    engine = load_engine(ServeConfig(stream_process=True, stream_threads=2))
     try:
         assert engine.streaming
         samples = load_audio(SPEECH)

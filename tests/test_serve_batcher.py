@@ -94,3 +94,29 @@ def test_a_closed_batcher_refuses_new_chunks():
     batcher.close()
     with pytest.raises(RuntimeError, match="closed"):
         asyncio.run(batcher.accept("s", chunk(0.5)))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_batch_thread_runs_torch_on_stream_threads_threads(threads):
+    import torch
+
+    seen = []
+
+    def accept_together(streams, chunks):
+        seen.append(torch.get_num_threads())
+        return list(streams)
+
+    batcher = StreamBatcher(accept_together, threads=threads)
+    try:
+        assert asyncio.run(batcher.accept("s0", chunk(0.0))) == "s0"
+    finally:
+        batcher.close()
+    assert seen == [threads]
+
+
+def test_stream_threads_below_one_is_refused():
+    from stt.errors import ConfigError
+    from stt.serve.config import ServeConfig
+
+    with pytest.raises(ConfigError, match="stream_threads must be >= 1, got 0"):
+        ServeConfig(stream_threads=0)

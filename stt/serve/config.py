@@ -36,6 +36,7 @@ class ServeConfig:
     workers: int = 2  # threads running whole-file transcriptions
     queue: int = 16  # requests that may wait for a worker before 503
     stream_workers: int = 2  # threads and beam-search processes for live utterances' finals
+    stream_threads: int = 1  # torch threads of the one thread that runs live chunks as batches
     stream_process: bool = (
         False  # live streams in a process of their own (stt.serve.stream_process)
     )
@@ -58,6 +59,7 @@ class ServeConfig:
         require(self.workers >= 1, f"--workers must be at least 1, got {self.workers}")
         require(self.queue >= 0, f"queue must be >= 0, got {self.queue}")
         require(self.stream_workers >= 1, f"stream_workers must be >= 1, got {self.stream_workers}")
+        require(self.stream_threads >= 1, f"stream_threads must be >= 1, got {self.stream_threads}")
         require(self.max_streams >= 1, f"max_streams must be >= 1, got {self.max_streams}")
         require(self.pause_seconds > 0, f"pause_seconds must be positive, got {self.pause_seconds}")
         require(

@@ -111,9 +111,12 @@ class StreamBatcher:
     streams that send every 100 ms, for 20 ms more latency.
     """
 
-    def __init__(self, accept_together: AcceptTogether, gather_seconds: float = 0.02) -> None:
+    def __init__(
+        self, accept_together: AcceptTogether, gather_seconds: float = 0.02, threads: int = 1
+    ) -> None:
         self._accept_together = accept_together
         self.gather_seconds = gather_seconds
+        self.threads = threads
         self._pending: list[tuple[Any, np.ndarray, Future]] = []
         self._wake = threading.Condition()
         self._closed = False
@@ -144,7 +147,7 @@ class StreamBatcher:
         self._thread.join()
 
     def _run(self) -> None:
-        torch.set_num_threads(1)  # a batch's matrices are still small; see Engine
+        torch.set_num_threads(self.threads)  # stream_threads: one by default, see Engine
         while True:
             with self._wake:
                 while not self._pending and not self._closed:
@@ -193,9 +196,11 @@ class LocalStreams:
     :class:`StreamBatcher` runs their chunks. :class:`~stt.serve.stream_process.StreamProcess`
     has the same four methods for streams in a child process."""
 
-    def __init__(self, factory: Callable[[], Any] | None, accept_together: AcceptTogether) -> None:
+    def __init__(
+        self, factory: Callable[[], Any] | None, accept_together: AcceptTogether, threads: int = 1
+    ) -> None:
         self._factory = factory
-        self._batcher = StreamBatcher(accept_together)
+        self._batcher = StreamBatcher(accept_together, threads=threads)
 
     def open(self) -> Any:
         return self._factory()
@@ -219,7 +224,8 @@ class Engine:
     batch (None: one by one). ``remote_streams``: instead of those two, a
     :class:`~stt.serve.stream_process.StreamProcess` whose child runs every stream. ``workers``:
     threads for whole files; ``queue``: how many more may wait before :class:`Busy`;
-    ``stream_workers``: threads for utterances' final decodes.
+    ``stream_workers``: threads for utterances' final decodes; ``stream_threads``: torch threads
+    of the thread that runs live chunks as batches.
     """
 
     def __init__(
@@ -232,6 +238,7 @@ class Engine:
         stream_workers: int = 2,
         accept_together: AcceptTogether | None = None,
         remote_streams: Any = None,
+        stream_threads: int = 1,
     ) -> None:
         if workers < 1 or stream_workers < 1:
             raise ConfigError(f"--workers must be at least 1, got {min(workers, stream_workers)}")
@@ -253,7 +260,9 @@ class Engine:
             stream_workers, thread_name_prefix="stt-stream", initializer=torch.set_num_threads,
             initargs=(1,),
         )  # fmt: skip
-        self._live = remote_streams or LocalStreams(stream_factory, accept_together or _one_by_one)
+        self._live = remote_streams or LocalStreams(
+            stream_factory, accept_together or _one_by_one, stream_threads
+        )
         self._lock = threading.Lock()
         self._in_flight = 0
 

@@ -40,7 +40,9 @@ def load_engine(config: ServeConfig) -> Engine:
         if not (wanted or stream_path.is_file()):
             stream_path = None
         elif config.stream_process:  # it loads its model while this process loads the other
-            remote = StreamProcess(stream_path, config.stream_workers, wait=False)
+            remote = StreamProcess(
+                stream_path, config.stream_workers, wait=False, threads=config.stream_threads
+            )
         else:
             factory = stream_factory(stream_path, config.stream_workers)
     try:
@@ -62,7 +64,7 @@ def load_engine(config: ServeConfig) -> Engine:
     return Engine(transcriber, factory, info, workers=config.workers, queue=config.queue,
                   stream_workers=config.stream_workers,
                   accept_together=StreamingTranscriber.accept_together,
-                  remote_streams=remote)  # fmt: skip
+                  remote_streams=remote, stream_threads=config.stream_threads)  # fmt: skip
 
 
 def warn_if_exposed(config: ServeConfig) -> None:

@@ -120,11 +120,11 @@ class StreamProcess:
     """
 
     def __init__(self, path: Path, beam_processes: int, gather_seconds: float = 0.02,
-                 wait: bool = True) -> None:  # fmt: skip
+                 wait: bool = True, threads: int = 1) -> None:  # fmt: skip
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
-            target=_serve_streams, args=(child, str(path), beam_processes, gather_seconds),
+            target=_serve_streams, args=(child, str(path), beam_processes, gather_seconds, threads),
             name="stt-streams",  # not a daemon: it forks beam-search workers of its own
         )  # fmt: skip
         self._process.start()
@@ -236,7 +236,9 @@ class StreamProcess:
                 future.set_exception(RuntimeError("the live-stream process has stopped"))
 
 
-def _serve_streams(conn, path: str, beam_processes: int, gather_seconds: float) -> None:
+def _serve_streams(
+    conn, path: str, beam_processes: int, gather_seconds: float, threads: int = 1
+) -> None:
     """The child: load the model, then answer requests until "stop" or the pipe closes."""
     import torch
 
@@ -267,7 +269,7 @@ def _serve_streams(conn, path: str, beam_processes: int, gather_seconds: float) 
         future.add_done_callback(done)
 
     streams: dict[int, StreamingTranscriber] = {}
-    batcher = StreamBatcher(StreamingTranscriber.accept_together, gather_seconds)
+    batcher = StreamBatcher(StreamingTranscriber.accept_together, gather_seconds, threads)
     pool = ThreadPoolExecutor(max(beam_processes, 1), thread_name_prefix="stt-stream",
                               initializer=torch.set_num_threads, initargs=(1,))  # fmt: skip
     while True:
