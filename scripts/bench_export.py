@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Exported models side by side: speed, size, accuracy and parity of PyTorch (fused), TorchScript,
-ONNX fp32 and ONNX int8 (``stt export``), in one run on the same manifest.
+ONNX fp32, ONNX int8 and ONNX int4 (``stt export``), in one run on the same manifest.
 
 * **RTFx, model only** (16 kHz waveforms in memory -> log-probs as numpy), at batch 1 and batch
   16 (consecutive utterances in manifest order, zero-padded), all at ``--threads`` threads
@@ -45,8 +45,13 @@ from stt.metrics import error_counts  # noqa: E402
 from stt.transcribe import SHIPPED_MODEL, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ("pytorch_fused", "torchscript", "onnx_fp32", "onnx_int8")
-FILES = {"torchscript": "model.ts", "onnx_fp32": "model.onnx", "onnx_int8": "model.int8.onnx"}
+BACKENDS = ("pytorch_fused", "torchscript", "onnx_fp32", "onnx_int8", "onnx_int4")
+FILES = {
+    "torchscript": "model.ts",
+    "onnx_fp32": "model.onnx",
+    "onnx_int8": "model.int8.onnx",
+    "onnx_int4": "model.int4.onnx",
+}
 
 
 @torch.inference_mode()
@@ -118,7 +123,7 @@ def main() -> int:
 
     out = Path(tempfile.mkdtemp(prefix="stt-export-bench-"))
     start = time.perf_counter()
-    export_model(args.checkpoint, out, format="all", quantize="int8")
+    export_model(args.checkpoint, out, format="all", quantize="int8,int4")
     export_seconds = time.perf_counter() - start
     sizes = {"checkpoint": args.checkpoint.stat().st_size}
     sizes.update({name: (out / file).stat().st_size for name, file in FILES.items()})

@@ -796,14 +796,14 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     """`stt export CHECKPOINT OUT`."""
     export = sub.add_parser(
         "export",
-        help="export a checkpoint to ONNX (fp32, int8) and TorchScript",
+        help="export a checkpoint to ONNX (fp32, int8, int4) and TorchScript",
         description=(
             "Write the fused inference model of CHECKPOINT, MFCC front end included (input: "
             "16 kHz waveforms and their lengths; output: CTC log-probs and their lengths; "
             "dynamic batch and length), into the folder OUT: model.onnx, model.int8.onnx "
-            "(--quantize int8), model.ts (TorchScript), model.json (vocabulary, feature "
-            "settings, frame rate) and the checkpoint's decoder.yaml. `stt transcribe --model "
-            "OUT/model.onnx` runs the export with onnxruntime."
+            "(--quantize int8), model.int4.onnx (--quantize int4), model.ts (TorchScript), "
+            "model.json (vocabulary, feature settings, frame rate) and the checkpoint's "
+            "decoder.yaml. `stt transcribe --model OUT/model.onnx` runs it with onnxruntime."
         ),
     )
     export.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
@@ -812,7 +812,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
         "--format", choices=("onnx", "torchscript", "all"), default="all", help="default: all"
     )
     export.add_argument(
-        "--quantize", choices=("int8",), help="also write model.int8.onnx (dynamic int8)"
+        "--quantize",
+        metavar="int8|int4",
+        help="also write model.int8.onnx (dynamic int8: the fastest on CPU) and/or "
+        "model.int4.onnx (4-bit weights: the smallest); both: --quantize int8,int4",
     )
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 17 or newer (17)")
     export.add_argument(

@@ -423,6 +423,46 @@ def test_cli_export_writes_onnx_int8_and_metadata(checkpoint, tmp_path, capsys):
     assert load_exported(out / "model.onnx").metadata["opset"] == 18
 
 
+def test_cli_export_int4_is_the_smallest_file_and_runs_like_the_others(
+    checkpoint, fused, tmp_path, capsys
+):
+    """--quantize int8,int4: both files; int4's encoder products are MatMulNBits with 4-bit
+    weights, its file is smaller than int8's, and its log-probs keep the shapes, lengths and
+    (for this tiny model) nearly every frame's best label of PyTorch's."""
+    pytest.importorskip("onnxruntime", reason=NO_ONNX)
+    onnx = pytest.importorskip("onnx", reason=NO_ONNX)
+    pytest.importorskip("onnx_ir", reason=NO_ONNX)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "export", str(checkpoint), str(out), "--format", "onnx",
+                            "--quantize", "int8,int4")  # fmt: skip
+    assert code == 0, err
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["model.int4.onnx", "model.int8.onnx", "model.json", "model.onnx"]
+    assert "model.int4.onnx" in stdout
+    int4 = out / "model.int4.onnx"
+    assert int4.stat().st_size < (out / "model.int8.onnx").stat().st_size
+    graph = onnx.load(str(int4)).graph
+    ops = [n.op_type for n in graph.node]
+    assert "MatMulNBits" in ops
+    matmuls = [n for n in graph.node if n.op_type == "MatMul"]  # left: the front end's two
+    assert matmuls and all(any(".front_end." in x for x in n.input) for n in matmuls)
+    assert {a.i for n in graph.node if n.op_type == "MatMulNBits" for a in n.attribute
+            if a.name == "bits"} == {4}  # fmt: skip
+    exported = load_exported(int4)
+    assert exported.metadata["quantization"] == "int4"
+    waves, lengths = padded(BATCHES["batch3-padded"])
+    with torch.inference_mode():
+        expected, expected_lengths = fused(waves, lengths)
+    got, got_lengths = exported(waves, lengths)
+    assert got.shape == expected.shape
+    assert got_lengths.tolist() == expected_lengths.tolist()
+    agree = [(got[r, :n].argmax(-1) == expected[r, :n].argmax(-1)).float().mean().item()
+             for r, n in enumerate(expected_lengths.tolist())]  # fmt: skip
+    assert min(agree) >= 0.95
+    valid = torch.arange(got.shape[1])[None, :] < expected_lengths[:, None]
+    assert (got - expected).abs()[valid].max() < 0.2  # measured 0.026: 4 bits, not a wrong graph
+
+
 def test_cli_export_torchscript_only(checkpoint, tmp_path, capsys):
     out = tmp_path / "ts"
     code, _, err = run(capsys, "export", str(checkpoint), str(out), "--format", "torchscript")
@@ -444,6 +484,7 @@ def causal_checkpoint(tmp_path: Path) -> Path:
         ("streaming-non-causal", "needs a causal model"),
         ("streaming-torchscript", "--streaming writes ONNX"),
         ("int8-torchscript", "applies to ONNX"),
+        ("unknown-quantization", "--quantize int3: choose from int8, int4"),
         ("out-is-a-file", "is a file"),
     ],
 )
@@ -465,6 +506,8 @@ def test_cli_export_errors_are_one_line_and_exit_1(checkpoint, tmp_path, capsys,
                 "torchscript"]  # fmt: skip
     elif case == "int8-torchscript":
         args += ["--format", "torchscript", "--quantize", "int8"]
+    elif case == "unknown-quantization":
+        args += ["--quantize", "int8,int3"]
     elif case == "out-is-a-file":
         out.write_text("in the way")
     code, _, err = run(capsys, "export", *args)
