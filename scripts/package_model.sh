@@ -30,7 +30,7 @@ u = read_manifest(sys.argv[1]); random.Random(1).shuffle(u); write_manifest(sys.
     TUNE+=("$WORK/tune/$name/dev.jsonl")
   done
   $STT eval "$CKPT" "${TUNE[@]}" --decoders beam --lm "$WORK/lm/lm.bin" \
-    --multirun decoder.alpha=0.3,0.5,0.7,0.9 decoder.beta=0.5,1.5,2.5 --out "$RUN/tuning" \
+    --multirun decoder.alpha=0.5,0.7,0.9 decoder.beta=1.5,2.5,3.5,4.5 --out "$RUN/tuning" \
     --no-progress
 fi
 
