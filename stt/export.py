@@ -445,6 +445,21 @@ def _copy_decoder_settings(checkpoint: Path, out_dir: Path) -> Path | None:
     return target
 
 
+def _quantizations(quantize: str | Sequence[str] | None, format: str) -> list[str]:
+    """``quantize`` as a list without repeats ("int8,int4" or a list), each one checked."""
+    if isinstance(quantize, str):
+        quantize = [q.strip() for q in quantize.split(",") if q.strip()]
+    wanted = list(dict.fromkeys(quantize or []))
+    for q in wanted:
+        if q not in QUANTIZATIONS:
+            raise ConfigError(f"--quantize {q}: choose from {', '.join(QUANTIZATIONS)}")
+    if wanted and format == "torchscript":
+        raise ConfigError(
+            f"--quantize {','.join(wanted)} applies to ONNX: use --format onnx or all"
+        )
+    return wanted
+
+
 def export_model(
     checkpoint: str | Path,
     out_dir: str | Path,
@@ -465,16 +480,7 @@ def export_model(
     """
     if format not in FORMATS:
         raise ConfigError(f"--format {format}: choose one of {', '.join(FORMATS)}")
-    if isinstance(quantize, str):
-        quantize = [q.strip() for q in quantize.split(",") if q.strip()]
-    quantize = list(dict.fromkeys(quantize or []))
-    for q in quantize:
-        if q not in QUANTIZATIONS:
-            raise ConfigError(f"--quantize {q}: choose from {', '.join(QUANTIZATIONS)}")
-    if quantize and format == "torchscript":
-        raise ConfigError(
-            f"--quantize {','.join(quantize)} applies to ONNX: use --format onnx or all"
-        )
+    quantize = _quantizations(quantize, format)
     onnx_wanted = format in ("onnx", "all")
     if onnx_wanted:
         check_opset(opset)
