@@ -44,7 +44,8 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -334,6 +335,18 @@ def _front_end_nodes(model) -> list[str]:
     return [n.name for n in model.graph.node if any(".front_end." in x for x in n.input)]
 
 
+@contextmanager
+def _quiet_logging() -> Iterator[None]:
+    """onnxruntime's quantisers narrate every node and tensor on ``logging``'s loggers (the
+    root one included): warnings and below are silenced while one runs, then restored."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
 def quantize_int4(fp32_path: str | Path, path: str | Path, meta: dict) -> Path:
     """Weight-only 4-bit quantisation of an exported fp32 ONNX file: each encoder ``MatMul``
     becomes ``MatMulNBits`` (symmetric 4-bit weights in blocks of :data:`INT4_BLOCK` along the
@@ -352,16 +365,12 @@ def quantize_int4(fp32_path: str | Path, path: str | Path, meta: dict) -> Path:
     config = nbits.DefaultWeightOnlyQuantConfig(
         block_size=INT4_BLOCK, is_symmetric=True, accuracy_level=4
     )
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # the quantiser narrates each node on its logger
-    try:
+    with _quiet_logging():
         quantizer = nbits.MatMulNBitsQuantizer(
             source, nodes_to_exclude=_front_end_nodes(source), algo_config=config
         )
         quantizer.process()
         onnx_model = quantizer.model.model
-    finally:
-        logging.disable(previous)
     opset = next((o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")), None)
     _set_metadata(onnx_model, {**meta, "opset": opset, "quantization": "int4"})
     _save_onnx(onnx_model, path)
@@ -382,19 +391,14 @@ def quantize_int8(fp32_path: str | Path, path: str | Path, meta: dict) -> Path:
     path = Path(path)
     source = onnx.load(str(fp32_path))
     front_end = _front_end_nodes(source)
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)  # the quantiser narrates each tensor on the root logger
-    try:
-        with atomic_path(path) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantization.quantize_dynamic(
-                str(fp32_path), str(tmp), op_types_to_quantize=["MatMul"], per_channel=True,
-                weight_type=quantization.QuantType.QInt8, nodes_to_exclude=front_end,
-                reduce_range=True,
-            )  # fmt: skip
-            onnx_model = onnx.load(str(tmp))
-    finally:
-        logging.disable(previous)
+    with _quiet_logging(), atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantization.quantize_dynamic(
+            str(fp32_path), str(tmp), op_types_to_quantize=["MatMul"], per_channel=True,
+            weight_type=quantization.QuantType.QInt8, nodes_to_exclude=front_end,
+            reduce_range=True,
+        )  # fmt: skip
+        onnx_model = onnx.load(str(tmp))
     opset = next((o.version for o in source.opset_import if o.domain in ("", "ai.onnx")), None)
     _set_metadata(onnx_model, {**meta, "opset": opset, "quantization": "int8"})
     _save_onnx(onnx_model, path)
