@@ -67,8 +67,25 @@ def backend_for(path: str | Path, backend: str = "auto") -> str:
     return backend
 
 
+# The exported graph's entry points: (inputs, outputs) of each.
+ENTRY_POINTS = {
+    "waveform": (("waveform", "lengths"), ("log_probs", "out_lengths")),
+    "features": (("features", "feature_lengths"), ("features_log_probs", "features_out_lengths")),
+    "mfcc": (("mfcc_waveform",), ("mfcc",)),
+}
+
+
 class _OnnxRunner:
-    """An onnxruntime session over an exported graph's two entry points."""
+    """onnxruntime sessions over an exported graph's entry points.
+
+    The file is one graph that maps each entry point's inputs to its outputs, but onnxruntime
+    runs every node of a graph on each call, whatever outputs are asked for: a waveform call
+    also ran the features path (the encoder again) and the MFCC path on their one-frame
+    defaults, ~half the nodes, 5-10% of a batch-1 call's time on one thread. So each entry
+    point gets a session of its own over just its nodes (``onnx.utils.Extractor``, a few
+    hundredths of a second at load; the features and MFCC ones when first used, by long
+    audio). Without the ``onnx`` package, or for a file with external data, one session over
+    the whole graph does it all, as before."""
 
     def __init__(self, path: Path, threads: int | None) -> None:
         try:
@@ -77,41 +94,94 @@ class _OnnxRunner:
             raise ToolMissingError(
                 "onnxruntime is not installed: pip install onnxruntime (the [onnx] extra)"
             ) from None
+        self._ort, self.path = ort, path
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # the optional inputs' defaults are meant to be inputs
+        self._options = options
+        self._graph = _entry_point_graphs(path)
+        self._sessions: dict[str, object] = {}
+        if self._graph is None:
+            whole = self._session(str(path))
+            self._sessions = dict.fromkeys(ENTRY_POINTS, whole)
+            self.metadata = whole.get_modelmeta().custom_metadata_map
+        else:
+            self.metadata = {p.key: p.value for p in self._graph.model.metadata_props}
+            self._entry("waveform")  # the main path: a damaged file fails here, at load
+        self.n_fft = 0  # set by ExportedModel: the dummy waveform of a whole-graph call
+
+    def _session(self, model: str | bytes):
         try:
-            self.session = ort.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
+            return self._ort.InferenceSession(
+                model, self._options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own types for a damaged file
             reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-            raise CheckpointError(f"{path}: not a readable ONNX model ({reason})") from None
-        self.metadata = self.session.get_modelmeta().custom_metadata_map
-        self.n_fft = 0  # set by ExportedModel: the dummy waveform of a features call
+            raise CheckpointError(f"{self.path}: not a readable ONNX model ({reason})") from None
+
+    def _entry(self, name: str):
+        if name not in self._sessions:
+            inputs, outputs = ENTRY_POINTS[name]
+            try:
+                part = self._graph.extract_model(list(inputs), list(outputs))
+            except Exception as exc:  # a graph without stt's entry points
+                reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                raise CheckpointError(
+                    f"{self.path}: not an stt ONNX model (entry point {name}: {reason})"
+                ) from None
+            defaults = [t for t in part.graph.initializer if t.name in inputs]
+            for tensor in defaults:  # the whole graph's one-frame defaults: required here
+                part.graph.initializer.remove(tensor)
+            self._sessions[name] = self._session(part.SerializeToString())
+        return self._sessions[name]
+
+    def _run(self, name: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        session = self._entry(name)
+        if self._graph is None and name != "waveform":
+            feeds = {**self._no_waveform(), **feeds}
+        return session.run(list(ENTRY_POINTS[name][1]), feeds)
 
     def forward(self, waveform: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(
-            self.session.run(
-                ["log_probs", "out_lengths"], {"waveform": waveform, "lengths": lengths}
-            )
-        )
+        return tuple(self._run("waveform", {"waveform": waveform, "lengths": lengths}))
 
     def forward_features(self, feats: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
-        feeds = {**self._no_waveform(), "features": feats, "feature_lengths": lengths}
-        return tuple(self.session.run(["features_log_probs", "features_out_lengths"], feeds))
+        return tuple(self._run("features", {"features": feats, "feature_lengths": lengths}))
 
     def mfcc(self, waveform: np.ndarray) -> np.ndarray:
-        feeds = {**self._no_waveform(), "mfcc_waveform": waveform}
-        return self.session.run(["mfcc"], feeds)[0]
+        return self._run("mfcc", {"mfcc_waveform": waveform})[0]
 
     def _no_waveform(self) -> dict[str, np.ndarray]:
-        # One frame of silence for the required inputs: computed, not used.
+        # One frame of silence for the whole graph's required inputs: computed, not used.
         return {
             "waveform": np.zeros((1, self.n_fft), np.float32),
             "lengths": np.array([self.n_fft], np.int64),
         }
+
+
+def _entry_point_graphs(path: Path):
+    """An ``onnx.utils.Extractor`` over the file's graph, or None where the whole graph has to
+    be one session: no ``onnx`` package, a file onnx cannot parse (onnxruntime then says
+    why), or tensors stored outside the file (which onnxruntime resolves itself)."""
+    try:
+        import onnx
+        from onnx.external_data_helper import uses_external_data
+        from onnx.utils import Extractor
+    except ImportError:
+        return None
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends
+        return None
+    if any(uses_external_data(t) for t in model.graph.initializer):
+        return None
+    names = {i.name for i in model.graph.input} | {o.name for o in model.graph.output}
+    if not all(set(i) | set(o) <= names for i, o in ENTRY_POINTS.values()):
+        return None  # not stt's layout: the metadata check says what it is
+    try:
+        return Extractor(model)
+    except Exception:
+        return None
 
 
 class _TorchScriptRunner:

@@ -182,6 +182,45 @@ def test_long_audio_windows_of_an_export_equal_pytorchs(exported, checkpoint, fi
     np.testing.assert_allclose(np.concatenate(chunks), expected, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("file", ["model.onnx", "model.int8.onnx"])
+def test_each_onnx_entry_point_runs_a_session_over_its_own_nodes(exported, file):
+    """A waveform call no longer runs the features and MFCC paths on their dummy inputs: each
+    entry point's session takes only its own inputs, and the features one is made only when
+    long audio first needs it."""
+    model = load_exported(exported / file)
+    runner = model.runner
+    assert [i.name for i in runner._entry("waveform").get_inputs()] == ["waveform", "lengths"]
+    assert "features" not in runner._sessions
+    model(*padded(BATCHES["3s"]))
+    assert set(runner._sessions) == {"waveform"}
+    assert [i.name for i in runner._entry("features").get_inputs()] == [
+        "features",
+        "feature_lengths",
+    ]
+    assert [i.name for i in runner._entry("mfcc").get_inputs()] == ["mfcc_waveform"]
+
+
+def test_the_whole_graph_session_computes_what_the_entry_point_sessions_do(exported, monkeypatch):
+    """Without the onnx package (or for a file it cannot split) one session over the whole
+    graph serves every entry point, with the same results."""
+    split = load_exported(exported / "model.onnx")
+    monkeypatch.setattr("stt.exported._entry_point_graphs", lambda path: None)
+    whole = load_exported(exported / "model.onnx")
+    assert len({id(s) for s in whole.runner._sessions.values()}) == 1
+    waves, lengths = padded(BATCHES["batch3-padded"])
+    for got, expected in zip(whole(waves, lengths), split(waves, lengths), strict=True):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    features = whole.features.mfcc(waves)
+    np.testing.assert_array_equal(features.numpy(), split.features.mfcc(waves).numpy())
+    frame_lengths = whole.features.frame_lengths(lengths)
+    for got, expected in zip(
+        whole.forward_features(features, frame_lengths),
+        split.forward_features(features, frame_lengths),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+
+
 def test_int8_export_runs_with_the_same_shapes(exported, fused):
     waves, lengths = padded(BATCHES["batch3-padded"])
     with torch.inference_mode():
