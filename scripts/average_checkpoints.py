@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stt.errors import ConfigError, STTError  # noqa: E402
+from stt.errors import ConfigError, exit_status  # noqa: E402
 from stt.training.average import average_checkpoints  # noqa: E402
 
 
@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target", type=Path, help="where the averaged model checkpoint goes")
     parser.add_argument("--weights", help="each checkpoint's share, e.g. 1,1,2 (default: equal)")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         weights = None
         if args.weights:
             try:
@@ -36,10 +37,8 @@ def main(argv: list[str] | None = None) -> int:
                     f"--weights {args.weights}: numbers separated by commas"
                 ) from None
         print(f"{args.target}: {average_checkpoints(args.sources, args.target, weights)}")
-    except STTError as e:
-        print(f"stt: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":

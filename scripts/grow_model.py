@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from stt.errors import STTError  # noqa: E402
+from stt.errors import exit_status  # noqa: E402
 from stt.training.grow import grow_checkpoint  # noqa: E402
 
 
@@ -28,14 +28,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float,
                         help="training-time dropout of the copy (default: unchanged)")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         grown = grow_checkpoint(args.source, args.target, args.channels, args.stacks,
                                 args.dropout)  # fmt: skip
         print(f"{args.target}: {grown}")
-    except STTError as e:
-        print(f"stt: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":

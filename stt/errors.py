@@ -5,6 +5,11 @@ Every error a user can cause (a bad file, a bad manifest line, a bad option) is 
 that line and exits non-zero; anything else is a bug and keeps its traceback.
 """
 
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
 
 class STTError(Exception):
     """Base class for errors a user can act on."""
@@ -49,3 +54,14 @@ def require_file(
         raise error(f"{path}: is a folder, not a {what} file{suffix}")
     if not path.is_file():
         raise error(f"{path}: {missing or what} not found")
+
+
+def exit_status(work: Callable[[], object]) -> int:
+    """Run ``work`` for a script's ``main``: 0, or 1 after printing an :class:`STTError` as the
+    CLI does (one ``stt: error:`` line on stderr, no traceback)."""
+    try:
+        work()
+    except STTError as e:
+        print(f"stt: error: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -34,7 +34,7 @@ import soundfile as sf
 
 from stt.audio import SAMPLE_RATE, load_audio
 from stt.data.manifest import Utterance, read_manifest, write_manifest
-from stt.errors import STTError
+from stt.errors import exit_status
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # The Opus corpora are read by the recipe's train stage from decoded/ (FLAC copies on the CPU
@@ -162,15 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ready", type=Path, metavar="OUT",
                         help="on the GPU machine: write OUT/ready from what arrived")  # fmt: skip
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> None:
         if args.ready:
             print(f"pack_data: {ready(args.ready)} utterances ready in {args.ready / 'ready'}")
         else:
             print(json.dumps(pack(args.work, args.out, args.part_mb, args.dev_limit, args.level)))
-    except STTError as e:
-        print(f"stt: error: {e}", file=sys.stderr)
-        return 1
-    return 0
+
+    return exit_status(work)
 
 
 if __name__ == "__main__":
