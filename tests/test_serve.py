@@ -19,6 +19,7 @@ from serve_fixtures import running_server, shipped_engine
 httpx = pytest.importorskip("httpx")
 
 from stt.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from stt.data.manifest import read_manifest  # noqa: E402
 from stt.serve.config import ServeConfig  # noqa: E402
 from stt.serve.engine import Engine  # noqa: E402
 
@@ -113,11 +114,8 @@ def test_prompt_words_become_hotwords(server):
     exactly as the library's own hotwords do. The prompt is the reference's words the plain
     pass missed, so the test holds for whichever model ships."""
     plain = post(server).json()["text"].split()
-    reference = next(
-        json.loads(line)["text"]
-        for line in (ROOT / "examples" / "references.jsonl").read_text().splitlines()
-        if SPEECH.name in line
-    )
+    examples = read_manifest(ROOT / "examples" / "references.jsonl")
+    reference = next(u.text for u in examples if u.audio_filepath.name == SPEECH.name)
     missed = list(dict.fromkeys(w for w in reference.split() if w not in plain and len(w) > 2))
     assert missed, "the shipped model transcribes the example perfectly: pick a harder one"
     biased = post(server, {"prompt": ", ".join(missed).capitalize() + "."}).json()["text"]

@@ -12,7 +12,6 @@ integer buffers (the batch counters) come from the last checkpoint.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 
 from stt.checkpoint import model_state, read_model, save_checkpoint
@@ -43,7 +42,7 @@ def average_checkpoints(
     models = [read_model(path) for path in sources]
     first, vocab = models[0]
     for path, (model, other_vocab) in zip(sources[1:], models[1:], strict=True):
-        if asdict(model.config) != asdict(first.config) or other_vocab != vocab:
+        if model.config != first.config or other_vocab != vocab:
             raise ConfigError(
                 f"{path}: not the same model as {sources[0]} (shape or vocabulary differ), "
                 "so their weights cannot be averaged"
