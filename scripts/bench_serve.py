@@ -14,6 +14,8 @@ this process is the load: asyncio clients, so one thread drives every connection
   at the same moment, so the final latency (beam search + LM over the last utterance, all
   streams at once) is reported but is a worst case, not a criterion.
 
+The server's idle memory (its process tree's summed RSS) is recorded for each server started.
+
 Both sides share this machine's cores, so the numbers are a floor for a server with the machine
 to itself. Targets (issue 16): >= 40 real-time streams with p95 partial latency <= 300 ms, and a
 5 s upload answered in <= 150 ms p50 at one client.
@@ -55,19 +57,43 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 4) if values else None
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid`` and its children (the
-    server's beam-search workers), from /proc (Linux)."""
-    ticks = os.sysconf("SC_CLK_TCK")
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (the server's beam-search workers, its stream
+    process), from /proc (Linux); a process that has just exited is left out."""
     try:  # each thread (task) lists the children it forked
-        children = [c for task in Path(f"/proc/{pid}/task").iterdir()
+        children = [int(c) for task in Path(f"/proc/{pid}/task").iterdir()
                     for c in (task / "children").read_text().split()]  # fmt: skip
-        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    own = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return own + sum(tree_cpu_seconds(int(child)) for child in children)
+        return []
+    return [pid, *(p for child in children for p in process_tree(child))]
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` and its children, summed (pages they share count
+    once per process, so this is an upper bound), in MB."""
+    total_kb = 0
+    for p in process_tree(pid):
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total_kb += next((int(line.split()[1]) for line in status.splitlines()
+                          if line.startswith("VmRSS:")), 0)  # fmt: skip
+    return round(total_kb / 1024, 1)
 
 
 def start_server(port: int, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
@@ -269,13 +295,21 @@ def compare(port: int, override: str, stream_seconds: float) -> dict:
     """The stream ladder again, on a server started with ``override`` (same run, same
     machine state as near as a shared machine allows): e.g. ``stream_process=false``."""
     proc = start_server(port, (override,))
+    idle_rss = idle_rss_mb(proc.pid)
     try:
         ladder = asyncio.run(stream_ladder(f"http://127.0.0.1:{port}", stream_seconds, proc.pid))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
     kept = [s["streams"] for s in ladder if not s["streams_behind"]]
-    return {"override": override, "max_realtime_streams": max(kept, default=0), "streams": ladder}
+    return {"override": override, "server_rss_mb_idle": idle_rss,
+            "max_realtime_streams": max(kept, default=0), "streams": ladder}  # fmt: skip
+
+
+def idle_rss_mb(pid: int) -> float:
+    """The started server's resident memory, once its worker processes are up and idle."""
+    time.sleep(3)
+    return tree_rss_mb(pid)
 
 
 def main() -> None:
@@ -293,12 +327,14 @@ def main() -> None:
     stream_seconds = args.stream_seconds or (8.0 if args.quick else 15.0)
     load_before = load_average()
     proc = start_server(args.port)
+    idle_rss = idle_rss_mb(proc.pid)
     try:
         url = f"http://127.0.0.1:{args.port}"
         results = asyncio.run(run(url, args.quick, stream_seconds, proc.pid))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=30)
+    results["server_rss_mb_idle"] = idle_rss
     results["comparisons"] = [compare(args.port, o, stream_seconds) for o in args.compare]
     kept = [s for s in results["streams"] if not s["streams_behind"]]
     best = kept[-1] if kept else None
@@ -323,6 +359,8 @@ def main() -> None:
             "conf/serve.yaml sets it, a comparison's override on top), its own process",
             "clients: one asyncio process on the same 2 cores (its CPU time competes with "
             "the server's)",
+            "server_rss_mb_idle: the server's process tree's resident memory summed, 3 s "
+            "after /health first answers (shared pages count once per process)",
             "a stream falls behind if its p95 partial latency exceeds 1 s (or no final comes); "
             "the ladder stops at the first such load; every stream ends at the same moment, so "
             "final_latency_max_s is a worst case",
