@@ -68,32 +68,32 @@ def process_tree(pid: int) -> list[int]:
     return [pid, *(p for child in children for p in process_tree(child))]
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user + system) used so far by process ``pid`` and its children."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+def tree_proc_files(pid: int, name: str) -> list[str]:
+    """``/proc/P/name`` of each process P in :func:`process_tree` that is still there."""
+    texts = []
     for p in process_tree(pid):
         try:
-            stat = Path(f"/proc/{p}/stat").read_text()
+            texts.append(Path(f"/proc/{p}/{name}").read_text())
         except OSError:
             continue
+    return texts
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` and its children."""
+    total = 0.0
+    for stat in tree_proc_files(pid, "stat"):
         fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of process ``pid`` and its children, summed (pages they share count
     once per process, so this is an upper bound), in MB."""
-    total_kb = 0
-    for p in process_tree(pid):
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        total_kb += next((int(line.split()[1]) for line in status.splitlines()
-                          if line.startswith("VmRSS:")), 0)  # fmt: skip
-    return round(total_kb / 1024, 1)
+    kb = [int(line.split()[1]) for status in tree_proc_files(pid, "status")
+          for line in status.splitlines() if line.startswith("VmRSS:")]  # fmt: skip
+    return round(sum(kb) / 1024, 1)
 
 
 def start_server(port: int, overrides: tuple[str, ...] = ()) -> subprocess.Popen:
