@@ -17,7 +17,7 @@ from stt.checkpoint import model_state, save_checkpoint
 from stt.cli import main
 from stt.errors import CheckpointError, ConfigError
 from stt.export import DFT_BASIS, FORMAT, VERSION, export_model
-from stt.exported import load_exported
+from stt.exported import length_groups, load_exported
 from stt.features import MFCC, FeatureConfig
 from stt.fusion import fuse
 from stt.model import WaveNetCTC
@@ -198,6 +198,45 @@ def test_each_onnx_entry_point_runs_a_session_over_its_own_nodes(exported, file)
         "feature_lengths",
     ]
     assert [i.name for i in runner._entry("mfcc").get_inputs()] == ["mfcc_waveform"]
+
+
+def test_length_groups_keep_each_groups_padding_within_the_slack():
+    assert length_groups([]) == []
+    assert length_groups([50, 50, 50]) == [[0, 1, 2]]
+    assert length_groups([100, 10, 95, 12]) == [[0, 2], [3, 1]]
+    assert length_groups([100, 10, 95, 12], slack=20.0) == [[0, 2, 3, 1]]
+    assert length_groups([100, 10, 95, 12], slack=1.0) == [[0], [2], [3], [1]]
+    for lengths in ([7, 3, 9, 9, 1, 0, 4], list(range(40, 0, -3))):
+        groups = length_groups(lengths)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        for g in groups:
+            padded_size = len(g) * max(lengths[i] for i in g)
+            assert len(g) == 1 or padded_size <= 1.2 * sum(lengths[i] for i in g)
+
+
+@pytest.mark.parametrize("file", ["model.onnx", "model.ts"])
+def test_a_padded_batch_runs_as_groups_cut_to_their_longest_row(exported, fused, file):
+    """Exported graphs compute every padded frame, so rows of very different lengths run
+    apart, each call only as wide as its longest row; the result has the full batch's shape."""
+    model = load_exported(exported / file)
+    calls = []
+    forward = model.runner.forward
+
+    def spy(waveform, lengths):
+        calls.append((waveform.shape, lengths.tolist()))
+        return forward(waveform, lengths)
+
+    model.runner.forward = spy
+    waves, lengths = padded(BATCHES["batch3-padded"])  # 0.3, 3 and 17 s
+    got = model(waves, lengths)
+    assert sorted(calls) == sorted(((1, n), [n]) for n in lengths.tolist())
+    with torch.inference_mode():
+        expected = fused(waves, lengths)
+    assert_same_valid_frames(*expected, *got)
+    same = torch.stack([waves[2], waves[2]]), torch.tensor([waves.shape[1]] * 2)
+    calls.clear()
+    model(*same)
+    assert calls == [((2, waves.shape[1]), same[1].tolist())]  # equal lengths: one call
 
 
 def test_the_whole_graph_session_computes_what_the_entry_point_sessions_do(exported, monkeypatch):
