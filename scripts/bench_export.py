@@ -8,7 +8,9 @@ ONNX fp32, ONNX int8 and ONNX int4 (``stt export``), in one run on the same mani
   best of ``--repeats`` (interference only ever slows a run down), the median is kept too.
 * **WER / CER** of each backend through the same :class:`stt.transcribe.Transcriber` code,
   greedy and with the model's tuned beam search + KenLM (``decoder.yaml``), on the manifest and
-  on each ``--wer-manifest`` (int8's cost needs more words than the ten examples hold).
+  on each ``--wer-manifest`` (int8's cost needs more words than the ten examples hold); for the
+  quantised files, the change of beam + LM WER over fp32 with a 95% paired-bootstrap interval,
+  on each manifest and on all of them together.
 * **Parity** against PyTorch's fused model: the largest log-prob difference on valid frames,
   and the share of frames whose best label agrees.
 * **Sizes** of the checkpoint and of each exported file.
@@ -41,7 +43,7 @@ from stt.data.manifest import read_manifest  # noqa: E402
 from stt.export import export_model  # noqa: E402
 from stt.exported import load_exported  # noqa: E402
 from stt.fusion import fuse  # noqa: E402
-from stt.metrics import error_counts  # noqa: E402
+from stt.metrics import error_counts, paired_bootstrap_change  # noqa: E402
 from stt.transcribe import SHIPPED_MODEL, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,18 +80,56 @@ def relative(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def accuracy_of(paths: dict[str, Path], files: list[Path], refs: list[str]) -> dict:
-    """WER/CER (percent) of each backend's file, greedy and beam + LM."""
+def transcripts_of(paths: dict[str, Path], files: list[Path]) -> dict:
+    """Each backend's transcripts of ``files``, greedy and with beam + LM."""
+    return {
+        name: {
+            decoder: transcribe_all(paths[name], files, settings)
+            for decoder, settings in (("greedy", {"kind": "greedy"}), ("beam+lm", None))
+        }
+        for name in BACKENDS
+    }
+
+
+def accuracy_of(transcripts: dict, refs: list[str]) -> dict:
+    """WER/CER (percent) of each backend's transcripts, greedy and beam + LM."""
     accuracy = {}
-    for name in BACKENDS:
+    for name, by_decoder in transcripts.items():
         accuracy[name] = {}
-        for decoder, settings in (("greedy", {"kind": "greedy"}), ("beam+lm", None)):
-            counts = error_counts(refs, transcribe_all(paths[name], files, settings))
+        for decoder, hyps in by_decoder.items():
+            counts = error_counts(refs, hyps)
             accuracy[name][decoder] = {
                 "wer": round(100 * counts.wer, 2),
                 "cer": round(100 * counts.cer, 2),
             }
     return accuracy
+
+
+QUANTIZED = ("onnx_int8", "onnx_int4")
+
+
+def quantization_cost(transcripts: dict, refs: list[str]) -> dict:
+    """Beam + LM WER of each quantised file minus the fp32 file's, in points, with its 95%
+    paired-bootstrap interval over utterances (:func:`stt.metrics.paired_bootstrap_change`):
+    a few dozen utterances move by a word or two either way, which one point can be."""
+    per = {
+        name: [
+            error_counts([r], [h]) for r, h in zip(refs, transcripts[name]["beam+lm"], strict=True)
+        ]
+        for name in ("onnx_fp32", *QUANTIZED)
+    }
+    words = [c.words for c in per["onnx_fp32"]]
+    before = [c.word_errors for c in per["onnx_fp32"]]
+    cost = {}
+    for name in QUANTIZED:
+        after = [c.word_errors for c in per[name]]
+        low, high = paired_bootstrap_change(before, after, words)
+        change = (sum(after) - sum(before)) / max(sum(words), 1)
+        cost[name] = {
+            "wer_change_points": round(100 * change, 2),
+            "interval_95": [round(100 * low, 2), round(100 * high, 2)],
+        }
+    return cost
 
 
 def main() -> int:
@@ -170,14 +210,25 @@ def main() -> int:
         parity[name] = rows
 
     paths = {"pytorch_fused": args.checkpoint, **{n: out / f for n, f in FILES.items()}}
-    accuracy = accuracy_of(paths, files, refs)
-    dev_accuracy = {}
+    accuracy = accuracy_of(transcripts_of(paths, files), refs)
+    dev_accuracy, cost = {}, {}
+    pooled_refs: list[str] = []
+    pooled: dict = {name: {"greedy": [], "beam+lm": []} for name in BACKENDS}
     for manifest in args.wer_manifest:
         dev = read_manifest(manifest)[: args.wer_limit]
+        dev_refs = [u.text for u in dev]
+        dev_transcripts = transcripts_of(paths, [Path(u.audio_filepath) for u in dev])
         dev_accuracy[relative(manifest)] = {
             "utterances": len(dev),
-            **accuracy_of(paths, [Path(u.audio_filepath) for u in dev], [u.text for u in dev]),
+            **accuracy_of(dev_transcripts, dev_refs),
         }
+        cost[relative(manifest)] = quantization_cost(dev_transcripts, dev_refs)
+        pooled_refs += dev_refs
+        for name, by_decoder in dev_transcripts.items():
+            for decoder, hyps in by_decoder.items():
+                pooled[name][decoder] += hyps
+    if len(args.wer_manifest) > 1:
+        cost["all --wer-manifest utterances"] = quantization_cost(pooled, pooled_refs)
 
     def ratio(r: dict) -> float:
         base = next(
@@ -210,6 +261,7 @@ def main() -> int:
         "sizes_bytes": sizes,
         "accuracy_percent": accuracy,
         "accuracy_percent_by_manifest": dev_accuracy,
+        "quantization_cost_beam_lm": cost,
         "parity_vs_pytorch_fused": parity,
     }
     path = "nothing (--dry-run)" if args.dry_run else write_results("export", results)
@@ -223,6 +275,10 @@ def main() -> int:
             size = sizes.get(name, sizes["checkpoint"]) / 1e6
             greedy, beam = table[name]["greedy"]["wer"], table[name]["beam+lm"]["wer"]
             print(f"  {name:14s} WER greedy {greedy:.1f}%, beam+LM {beam:.1f}%; {size:.1f} MB")
+    for where, by_name in cost.items():
+        for name, c in by_name.items():
+            (low, high), change = c["interval_95"], c["wer_change_points"]
+            print(f"{where}: {name} - fp32 {change:+.2f} points ({low:+.2f} to {high:+.2f})")
     print(f"wrote {path}")
     return 0
 

@@ -64,3 +64,11 @@ def test_every_backend_is_timed_sized_and_scored_on_each_manifest(tmp_path, monk
         for backend in bench_export.BACKENDS:
             assert set(scores[backend]) == {"greedy", "beam+lm"}
             assert all(0 <= scores[backend][d]["wer"] for d in ("greedy", "beam+lm"))
+    ((name, cost),) = result["quantization_cost_beam_lm"].items()  # one manifest: no pooling
+    assert name == str(dev) and set(cost) == {"onnx_int8", "onnx_int4"}
+    table = result["accuracy_percent_by_manifest"][name]
+    for backend, c in cost.items():
+        low, high = c["interval_95"]
+        assert low <= c["wer_change_points"] <= high
+        wers = (table[b]["beam+lm"]["wer"] for b in (backend, "onnx_fp32"))
+        assert c["wer_change_points"] == pytest.approx(next(wers) - next(wers), abs=0.02)
