@@ -507,8 +507,9 @@ def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
 
     The grid holds the runs Hydra's basic sweeper would make: every combination of the swept
     keys' values (``a,b``, ``choice(a,b)``, ``range(start,stop,step)``), the first key varying
-    slowest, as ``{"alpha": 0.3, "beta": 0.0}`` dicts (``decoder.`` dropped, values floats). A
-    key swept twice keeps its first place and its last values, as in Hydra.
+    slowest, as ``{"alpha": 0.3, "beta": 0}`` dicts (``decoder.`` dropped, values numbers:
+    ints where written as ints). A key swept twice keeps its first place and its last values,
+    as in Hydra.
     """
     from itertools import product
 
@@ -529,10 +530,19 @@ def sweep_grid(overrides: list[str]) -> tuple[list[dict], list[str]]:
         values[sweep.get_key_element()] = list(sweep.sweep_string_iterator())
     keys = [key.removeprefix("decoder.") for key in values]
     grid = [
-        dict(zip(keys, map(float, combination), strict=True))
+        dict(zip(keys, map(_number, combination), strict=True))
         for combination in product(*values.values())
     ]
     return grid, fixed
+
+
+def _number(text: str) -> int | float:
+    """A swept value: an int if it is written as one (``beam_width=64,128`` must stay whole in
+    the decoder.yaml it tunes), else a float."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def add_lm_parser(sub: argparse._SubParsersAction) -> None:

@@ -110,6 +110,9 @@ def test_multirun_grid_varies_the_first_swept_key_slowest():
         {"alpha": 0.5, "beta": 1.0},
     ]
     assert fixed == []
+    grid, _ = sweep_grid(["decoder.beam_width=64,128"])
+    assert grid == [{"beam_width": 64}, {"beam_width": 128}]
+    assert all(type(run["beam_width"]) is int for run in grid)  # decoder.yaml gets 128, not 128.0
 
 
 def test_multirun_grid_expands_range_and_leaves_single_values_fixed():
