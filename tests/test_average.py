@@ -53,6 +53,19 @@ def test_equal_shares_by_default(tmp_path):
     )
 
 
+def test_a_different_dropout_rate_still_averages_and_the_last_ones_is_kept(tmp_path):
+    """A warm restart may train with dropout a model that had none: the same weights' shapes."""
+    a, b = saved(tmp_path, "a.pt", 0, dropout=0.0), saved(tmp_path, "b.pt", 1, dropout=0.1)
+    average_checkpoints([a, b], tmp_path / "mean.pt")
+    mean, _ = read_model(tmp_path / "mean.pt")
+    assert mean.config.dropout == 0.1
+    sa, sb = read_model(a)[0].state_dict(), read_model(b)[0].state_dict()
+    torch.testing.assert_close(
+        mean.state_dict()["input_proj.conv.weight"],
+        (sa["input_proj.conv.weight"] + sb["input_proj.conv.weight"]) / 2,
+    )
+
+
 def test_models_of_different_shapes_or_bad_weights_are_refused(tmp_path):
     a, wide = saved(tmp_path, "a.pt", 0), saved(tmp_path, "wide.pt", 1, channels=12)
     with pytest.raises(ConfigError, match="not the same model"):

@@ -6,12 +6,14 @@ weight averaging, Izmailov et al., 2018, arXiv:1803.05407; "model soups", Wortsm
 2022, arXiv:2203.05482). The shipped default's fifth step was such a mean: the fourth anneal's
 model and a 4,000-step warm restart from it, half and half, better on five of six dev splits
 than either (``MODEL_CARD.md``). Batch-norm running statistics are averaged like the weights;
-integer buffers (the batch counters) come from the last checkpoint.
+integer buffers (the batch counters) and the config (its dropout rate may differ) come from the
+last checkpoint.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from stt.checkpoint import model_state, read_model, save_checkpoint
@@ -42,7 +44,7 @@ def average_checkpoints(
     models = [read_model(path) for path in sources]
     first, vocab = models[0]
     for path, (model, other_vocab) in zip(sources[1:], models[1:], strict=True):
-        if model.config != first.config or other_vocab != vocab:
+        if _shape(model.config) != _shape(first.config) or other_vocab != vocab:
             raise ConfigError(
                 f"{path}: not the same model as {sources[0]} (shape or vocabulary differ), "
                 "so their weights cannot be averaged"
@@ -56,9 +58,15 @@ def average_checkpoints(
             )
         else:
             mean[name] = last
-    average = models[-1][0].float()
+    average = models[-1][0].float()  # the last checkpoint's config, dropout included
     average.load_state_dict(mean)
     target.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(target, model_state(average, vocab))
     parts = " + ".join(f"{s:.2g} x {p}" for s, p in zip(shares, sources, strict=True))
     return f"{parts} ({average.num_parameters() / 1e6:.2f} M parameters)"
+
+
+def _shape(config):
+    """What makes two models' weights averageable: the config less its dropout rate, which
+    only training uses (a warm restart may add dropout to a model trained without)."""
+    return replace(config, dropout=0.0)
