@@ -9,7 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from stt.checkpoint import model_state, read_model, save_checkpoint
+from stt.checkpoint import (
+    load_checkpoint,
+    model_state,
+    read_model,
+    save_checkpoint,
+    shippable_state,
+)
 from stt.errors import ConfigError
 from stt.text import Vocabulary
 from stt.training.average import average_checkpoints
@@ -38,6 +44,9 @@ def test_the_mean_is_weighted_per_tensor_and_runs(tmp_path):
         else:  # batch counters: the last checkpoint's
             assert torch.equal(value, sb[name])
     assert not torch.equal(sm["input_proj.conv.weight"], sa["input_proj.conv.weight"])
+    summary = shippable_state(load_checkpoint(tmp_path / "mean.pt"))["trained"]  # packageable
+    assert summary == {"averaged": [{"checkpoint": str(a), "share": 0.25},
+                                    {"checkpoint": str(b), "share": 0.75}]}  # fmt: skip
     with torch.no_grad():
         log_probs, _ = mean(torch.randn(1, 8000), torch.tensor([8000]))
     assert torch.isfinite(log_probs).all()

@@ -61,7 +61,16 @@ def average_checkpoints(
     average = models[-1][0].float()  # the last checkpoint's config, dropout included
     average.load_state_dict(mean)
     target.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(target, model_state(average, vocab))
+    state = model_state(average, vocab)
+    # What the mean is, where a training run records its epoch and step (package_model.sh
+    # ships this summary with the weights).
+    state["trained"] = {
+        "averaged": [
+            {"checkpoint": str(p), "share": round(s, 6)}
+            for s, p in zip(shares, sources, strict=True)
+        ]
+    }
+    save_checkpoint(target, state)
     parts = " + ".join(f"{s:.2g} x {p}" for s, p in zip(shares, sources, strict=True))
     return f"{parts} ({average.num_parameters() / 1e6:.2f} M parameters)"
 
