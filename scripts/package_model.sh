@@ -4,6 +4,7 @@
 # write fp16 weights + decoder.yaml (+ the LM, or a path to the
 # default's) into ASSETS, and evaluate greedy and beam+LM on the dev and test sets into REPORT.
 # Usage: scripts/package_model.sh CHECKPOINT ASSETS [WORK_DIR=data_cache] [REPORT_DIR]
+#   BEAM_WIDTH=32 (the beam the weights are tuned for and that decoder.yaml ships), RETUNE=1
 #   e.g. scripts/package_model.sh data_cache/runs/causal-gpu/best.pt stt/assets/streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,7 @@ WORK="${3:-data_cache}"
 REPORT="${4:-bench/results/$(basename "$ASSETS")_model}"
 STT=.venv/bin/stt
 PY=.venv/bin/python
+BEAM_WIDTH="${BEAM_WIDTH:-32}"
 RUN="$(dirname "$CKPT")"
 DEV=()
 for name in librispeech speechocean ljspeech an4 fsdd synth; do DEV+=("$WORK/$name/dev.jsonl"); done
@@ -30,7 +32,8 @@ u = read_manifest(sys.argv[1]); random.Random(1).shuffle(u); write_manifest(sys.
     TUNE+=("$WORK/tune/$name/dev.jsonl")
   done
   $STT eval "$CKPT" "${TUNE[@]}" --decoders beam --lm "$WORK/lm/lm.bin" \
-    --multirun decoder.alpha=0.5,0.7,0.9 decoder.beta=1.5,2.5,3.5,4.5 --out "$RUN/tuning" \
+    --multirun decoder.alpha=0.5,0.7,0.9 decoder.beta=1.5,2.5,3.5,4.5 \
+    decoder.beam_width="$BEAM_WIDTH" --out "$RUN/tuning" \
     --no-progress
 fi
 
