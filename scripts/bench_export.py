@@ -108,21 +108,31 @@ def accuracy_of(transcripts: dict, refs: list[str]) -> dict:
 QUANTIZED = ("onnx_int8", "onnx_int4")
 
 
-def quantization_cost(transcripts: dict, refs: list[str]) -> dict:
-    """Beam + LM WER of each quantised file minus the fp32 file's, in points, with its 95%
-    paired-bootstrap interval over utterances (:func:`stt.metrics.paired_bootstrap_change`):
-    a few dozen utterances move by a word or two either way, which one point can be."""
-    per = {
+def beam_lm_errors(transcripts: dict, refs: list[str]) -> dict[str, list[tuple[int, int]]]:
+    """Per utterance, ``(word errors, reference words)`` of the fp32 and quantised files'
+    beam + LM transcripts: what :func:`quantization_cost` compares, per manifest or pooled."""
+    return {
         name: [
-            error_counts([r], [h]) for r, h in zip(refs, transcripts[name]["beam+lm"], strict=True)
+            (c.word_errors, c.words)
+            for c in (
+                error_counts([r], [h])
+                for r, h in zip(refs, transcripts[name]["beam+lm"], strict=True)
+            )
         ]
         for name in ("onnx_fp32", *QUANTIZED)
     }
-    words = [c.words for c in per["onnx_fp32"]]
-    before = [c.word_errors for c in per["onnx_fp32"]]
+
+
+def quantization_cost(errors: dict[str, list[tuple[int, int]]]) -> dict:
+    """Beam + LM WER of each quantised file minus the fp32 file's, in points, with its 95%
+    paired-bootstrap interval over utterances (:func:`stt.metrics.paired_bootstrap_change`):
+    a few dozen utterances move by a word or two either way, which one point can be.
+    ``errors``: :func:`beam_lm_errors`."""
+    before = [e for e, _ in errors["onnx_fp32"]]
+    words = [n for _, n in errors["onnx_fp32"]]
     cost = {}
     for name in QUANTIZED:
-        after = [c.word_errors for c in per[name]]
+        after = [e for e, _ in errors[name]]
         low, high = paired_bootstrap_change(before, after, words)
         change = (sum(after) - sum(before)) / max(sum(words), 1)
         cost[name] = {
@@ -212,8 +222,7 @@ def main() -> int:
     paths = {"pytorch_fused": args.checkpoint, **{n: out / f for n, f in FILES.items()}}
     accuracy = accuracy_of(transcripts_of(paths, files), refs)
     dev_accuracy, cost = {}, {}
-    pooled_refs: list[str] = []
-    pooled: dict = {name: {"greedy": [], "beam+lm": []} for name in BACKENDS}
+    pooled: dict[str, list[tuple[int, int]]] = {}
     for manifest in args.wer_manifest:
         dev = read_manifest(manifest)[: args.wer_limit]
         dev_refs = [u.text for u in dev]
@@ -222,13 +231,12 @@ def main() -> int:
             "utterances": len(dev),
             **accuracy_of(dev_transcripts, dev_refs),
         }
-        cost[relative(manifest)] = quantization_cost(dev_transcripts, dev_refs)
-        pooled_refs += dev_refs
-        for name, by_decoder in dev_transcripts.items():
-            for decoder, hyps in by_decoder.items():
-                pooled[name][decoder] += hyps
+        errors = beam_lm_errors(dev_transcripts, dev_refs)
+        cost[relative(manifest)] = quantization_cost(errors)
+        for name, per_utterance in errors.items():
+            pooled.setdefault(name, []).extend(per_utterance)
     if len(args.wer_manifest) > 1:
-        cost["all --wer-manifest utterances"] = quantization_cost(pooled, pooled_refs)
+        cost["all --wer-manifest utterances"] = quantization_cost(pooled)
 
     def ratio(r: dict) -> float:
         base = next(

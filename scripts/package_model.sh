@@ -4,7 +4,7 @@
 # write fp16 weights + decoder.yaml (+ the LM, or a path to the
 # default's) into ASSETS, and evaluate greedy and beam+LM on the dev and test sets into REPORT.
 # Usage: scripts/package_model.sh CHECKPOINT ASSETS [WORK_DIR=data_cache] [REPORT_DIR]
-#   BEAM_WIDTH=32 (the beam the weights are tuned for and that decoder.yaml ships), RETUNE=1
+#   BEAM_WIDTH=32 (the beam alpha/beta are tuned for and decoder.yaml ships), RETUNE=1
 #   e.g. scripts/package_model.sh data_cache/runs/causal-gpu/best.pt stt/assets/streaming
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -72,3 +72,19 @@ def test_every_backend_is_timed_sized_and_scored_on_each_manifest(tmp_path, monk
         assert low <= c["wer_change_points"] <= high
         wers = (table[b]["beam+lm"]["wer"] for b in (backend, "onnx_fp32"))
         assert c["wer_change_points"] == pytest.approx(next(wers) - next(wers), abs=0.02)
+
+
+def test_quantization_cost_is_the_word_weighted_change_in_points():
+    errors = {
+        "onnx_fp32": [(1, 10), (0, 10), (3, 20)],
+        "onnx_int8": [(2, 10), (0, 10), (3, 20)],  # one more error in 40 words
+        "onnx_int4": [(1, 10), (0, 10), (1, 20)],  # two fewer
+    }
+    cost = bench_export.quantization_cost(errors)
+    assert cost["onnx_int8"]["wer_change_points"] == 2.5
+    assert cost["onnx_int4"]["wer_change_points"] == -5.0
+    for c in cost.values():
+        low, high = c["interval_95"]
+        assert low <= c["wer_change_points"] <= high
+    same = bench_export.quantization_cost({name: errors["onnx_fp32"] for name in errors})
+    assert all(c == {"wer_change_points": 0.0, "interval_95": [0.0, 0.0]} for c in same.values())
