@@ -1,6 +1,6 @@
 """The shipped model's recipe on tiny data: scripts/prepare_data.sh, the training stage of
-scripts/train_default_model.sh, scripts/build_lm.sh, run as the README says, on a fake
-../shared/data of a few seconds per corpus."""
+scripts/train_default_model.sh, scripts/build_lm.sh and scripts/package_model.sh, run as the
+README says, on a fake ../shared/data of a few seconds per corpus."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import torch
+import yaml
 
-from stt.checkpoint import read_model
+from stt.checkpoint import load_checkpoint, read_model
 from stt.data.manifest import read_manifest
 from tests.conftest import TINY_MODEL, requires_synth_tools
 
@@ -166,3 +168,22 @@ def test_the_recipe_runs_on_tiny_data_and_reruns_as_a_no_op(tmp_path):
     info = json.loads((work / "lm" / "lm.json").read_text())
     assert info["order"] == 4 and info["quantize_bits"] == 8
     assert (work / "lm" / "lm.bin").stat().st_size > 0
+
+    # Package: alpha/beta tuned for BEAM_WIDTH on every dev split, fp16 weights, decoder.yaml
+    # (sharing the default's LM) and stt eval reports.
+    assets, report = tmp_path / "assets", tmp_path / "report"
+    best = work / "runs" / "small-real-anneal" / "best.pt"
+    run("package_model.sh", str(best), str(assets), str(work), str(report),
+        env={**env, "BEAM_WIDTH": "4"})  # fmt: skip
+    tuned = yaml.safe_load((assets / "decoder.yaml").read_text())
+    assert tuned["kind"] == "beam" and tuned["beam_width"] == 4
+    assert tuned["alpha"] in (0.5, 0.7, 0.9) and tuned["beta"] in (1.5, 2.5, 3.5, 4.5)
+    assert (assets / tuned["lm"]).resolve() == (ROOT / "stt/assets/default/lm.bin").resolve()
+    packaged = load_checkpoint(assets / "model.pt")
+    source = load_checkpoint(best)
+    assert (packaged["trained"]["epoch"], packaged["trained"]["step"]) == (
+        source["epoch"], source["step"])  # fmt: skip
+    assert all(v.dtype == torch.float16 for v in packaged["model"].values()
+               if v.is_floating_point())  # fmt: skip
+    sets = json.loads((report / "report.json").read_text())["decoders"]["beam+lm"]["sets"]
+    assert {"librispeech/dev", "synth/test", "examples/references"} <= set(sets)
